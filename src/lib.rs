@@ -1,1 +1,84 @@
-//! lib
+//! # sigv4-proxy
+//!
+//! A reverse proxy that signs every request with AWS SigV4 for Amazon OpenSearch Service
+//! (`es`) and OpenSearch Serverless (`aoss`). The binary (`src/main.rs`) and the tests both use
+//! this library.
+//!
+//! # Layout
+//!
+//! A request flows through the modules in this order:
+//!
+//! - [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, graceful shutdown.
+//! - [`proxy`]: the per-request pipeline, top to bottom, and the access log.
+//! - [`body`]: request bodies hashed while read, spilled to a temp file when large.
+//! - [`credentials`]: the AWS default chain behind a refresh-ahead, single-flight cache.
+//! - [`signing`]: aws-sigv4 glue and the RFC 3986 query form that keeps wire and signature equal.
+//! - [`headers`]: hop-by-hop removal, `Host`, `Location` and `Set-Cookie` rewriting.
+//! - [`upstream`]: the pooled rustls client and `--connect-to`.
+//! - [`error`]: the one error type, rendered as OpenSearch-style JSON.
+//!
+//! Around them: [`cli`] (flags), [`config`] (validated configuration), [`endpoint`] (URL →
+//! service and region), [`signals`] (SIGTERM/SIGINT).
+
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod headers;
+pub mod proxy;
+pub mod server;
+pub mod signals;
+pub mod signing;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::credentials::{load_sdk_config, CredentialCache};
+use crate::proxy::Proxy;
+use crate::server::ServerOptions;
+
+/// Builds the proxy from a validated configuration: loads the AWS configuration (credential
+/// chain, region), resolves credentials once to log where they come from, and builds the client.
+/// Missing credentials do not stop the proxy: requests get 503 until some appear.
+pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
+    let sdk = load_sdk_config(config.profile.as_deref(), config.region.as_deref()).await;
+    let region = config
+        .region
+        .clone()
+        .or_else(|| sdk.region().map(|r| r.to_string()))
+        .context("no region: pass --region (it could not be inferred from the endpoint or the AWS configuration)")?;
+    let provider = sdk
+        .credentials_provider()
+        .context("the AWS configuration has no credentials provider")?;
+    let credentials = CredentialCache::new(provider);
+    if let Err(err) = credentials.get().await {
+        tracing::warn!(cause = %err, "no AWS credentials yet; requests will get 503 until credentials can be loaded");
+    }
+    Ok(Arc::new(Proxy::new(config, credentials, region)?))
+}
+
+/// Runs the proxy until `shutdown` completes, then drains in-flight requests.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let proxy = build(&config).await?;
+    let listener = server::bind(config.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        endpoint = %config.endpoint.base_url(),
+        service = %config.service,
+        region = proxy.signer().region(),
+        connect_to = ?config.upstream.connect_to,
+        "sigv4-proxy ready"
+    );
+    let options = ServerOptions {
+        drain_timeout: config.drain_timeout,
+        ..ServerOptions::default()
+    };
+    server::serve(listener, proxy, options, shutdown).await;
+    Ok(())
+}

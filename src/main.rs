@@ -1,1 +1,57 @@
-fn main() {}
+//! `sigv4-proxy`: parse the command line, set up logging, validate the configuration (exit 64
+//! with the reason when invalid), run until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sigv4_proxy::cli::{Cli, LogFormat};
+use sigv4_proxy::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// EX_USAGE from sysexits.h: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.proxy.verbose, cli.proxy.log_format);
+    let config = match Config::from_args(&cli.proxy) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("sigv4-proxy: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("sigv4-proxy: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sigv4_proxy::run(config, sigv4_proxy::signals::shutdown())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sigv4-proxy: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "info,aws_config=warn,aws_smithy_runtime=warn,rustls=warn,hyper=warn",
+        1 => "debug,hyper=info,h2=info,rustls=info,aws_smithy_runtime=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

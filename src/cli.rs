@@ -1,0 +1,136 @@
+//! Command-line interface (clap derive). Every flag can also come from an environment variable
+//! `SIGV4_PROXY_<NAME>`; the validated form lives in [`crate::config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sigv4-proxy",
+    version,
+    about = "A SigV4-signing reverse proxy for Amazon OpenSearch Service and OpenSearch Serverless",
+    long_about = "Accepts unsigned HTTP requests (curl, OpenSearch Dashboards, any OpenSearch client), signs each \
+with AWS SigV4 using credentials from the AWS default provider chain, and forwards it over TLS to an Amazon \
+OpenSearch Service domain (service `es`) or an OpenSearch Serverless collection (service `aoss`).",
+    after_help = "EXAMPLES:\n  \
+sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com\n  \
+curl 'localhost:9200/_cat/indices?v'\n\n  \
+sigv4-proxy --profile prod https://0123abcd.eu-west-1.aoss.amazonaws.com\n  \
+sigv4-proxy --connect-to vpce-0abc.aoss.us-east-1.vpce.amazonaws.com:443 https://0123abcd.us-east-1.aoss.amazonaws.com"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// Everything that configures a proxy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// HTTPS URL of the domain or collection (a bare host name is accepted too).
+    #[arg(env = "SIGV4_PROXY_ENDPOINT", value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Address to listen on. Defaults to OpenSearch's own port on loopback.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9200"
+    )]
+    pub listen: SocketAddr,
+
+    /// Signing service; inferred from the endpoint host when not given.
+    #[arg(long, env = "SIGV4_PROXY_SERVICE", value_enum)]
+    pub service: Option<ServiceArg>,
+
+    /// AWS region; inferred from the endpoint host, else taken from the AWS config chain.
+    #[arg(long, env = "SIGV4_PROXY_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile to take credentials from (default: the default chain, AWS_PROFILE, …).
+    #[arg(long, env = "SIGV4_PROXY_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Extra PEM root certificates trusted for the endpoint, on top of the web PKI roots.
+    #[arg(long, env = "SIGV4_PROXY_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Open TCP connections to HOST:PORT instead of the endpoint's address; TLS SNI, the
+    /// certificate check, Host and the signature stay the endpoint's (VPC endpoints, tunnels).
+    #[arg(long, env = "SIGV4_PROXY_CONNECT_TO", value_name = "HOST:PORT")]
+    pub connect_to: Option<String>,
+
+    /// Largest request body accepted (e.g. 100MiB, 10MB); larger bodies get 413.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_MAX_BODY",
+        value_name = "SIZE",
+        default_value = "100MiB"
+    )]
+    pub max_body: String,
+
+    /// Request bodies larger than this are spooled to an anonymous temporary file.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_SPILL_THRESHOLD",
+        value_name = "SIZE",
+        default_value = "1MiB"
+    )]
+    pub spill_threshold: String,
+
+    /// Timeout for the TCP connect to the endpoint.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub connect_timeout: String,
+
+    /// How long to wait for the endpoint's response headers (Dashboards queries may run 300 s).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_RESPONSE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "305s"
+    )]
+    pub response_timeout: String,
+
+    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_DRAIN_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub drain_timeout: String,
+
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, env = "SIGV4_PROXY_VERBOSE")]
+    pub verbose: u8,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    /// Amazon OpenSearch Service domain
+    Es,
+    /// Amazon OpenSearch Serverless collection
+    Aoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,221 @@
+//! Validated configuration: what the command line (and later the config file) said, checked
+//! and turned into ready-to-use values before anything binds. An invalid configuration exits
+//! with status 64 and the reason.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::body::BodyLimits;
+use crate::cli::{ProxyArgs, ServiceArg};
+use crate::endpoint::{Endpoint, Service};
+use crate::upstream::{load_pem_certificates, UpstreamOptions};
+
+/// A validated proxy configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub endpoint: Endpoint,
+    pub service: Service,
+    /// `None` when neither the flag nor the host name says; the AWS config chain decides.
+    pub region: Option<String>,
+    pub listen: SocketAddr,
+    pub profile: Option<String>,
+    pub upstream: UpstreamOptions,
+    pub body: BodyLimits,
+    pub response_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    pub fn from_args(args: &ProxyArgs) -> Result<Config, ConfigError> {
+        let raw = args.endpoint.as_deref().ok_or_else(|| {
+            ConfigError("no endpoint given: pass the domain or collection URL, e.g. `sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com`".into())
+        })?;
+        let endpoint = Endpoint::parse(raw).map_err(|e| ConfigError(e.to_string()))?;
+        let service = match (args.service, endpoint.inferred_service) {
+            (Some(ServiceArg::Es), _) => Service::Es,
+            (Some(ServiceArg::Aoss), _) => Service::Aoss,
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(ConfigError(format!(
+                    "cannot tell the service and region from `{}`: it is not an Amazon OpenSearch host \
+                     (*.REGION.es.amazonaws.com or *.REGION.aoss.amazonaws.com). Pass both --service es|aoss and --region REGION",
+                    endpoint.host
+                )))
+            }
+        };
+        let region = args
+            .region
+            .clone()
+            .or_else(|| endpoint.inferred_region.clone());
+        if endpoint.inferred_service.is_none() && args.region.is_none() {
+            return Err(ConfigError(format!(
+                "cannot tell the region from `{}`: it is not an Amazon OpenSearch host. Pass --region REGION (with --service)",
+                endpoint.host
+            )));
+        }
+        if let Some(r) = &region {
+            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(ConfigError(format!(
+                    "--region `{r}` is not a region name like us-east-1"
+                )));
+            }
+        }
+        let connect_to = args
+            .connect_to
+            .as_deref()
+            .map(parse_host_port)
+            .transpose()?;
+        let extra_roots = match &args.ca_bundle {
+            Some(path) => load_pem_certificates(path).map_err(ConfigError)?,
+            None => Vec::new(),
+        };
+        let max_body = parse_size("--max-body", &args.max_body)?;
+        let spill = parse_size("--spill-threshold", &args.spill_threshold)?;
+        Ok(Config {
+            endpoint,
+            service,
+            region,
+            listen: args.listen,
+            profile: args.profile.clone(),
+            upstream: UpstreamOptions {
+                connect_to,
+                extra_roots,
+                connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+                ..UpstreamOptions::default()
+            },
+            body: BodyLimits {
+                max: max_body,
+                spill_threshold: usize::try_from(spill).unwrap_or(usize::MAX),
+                ..BodyLimits::default()
+            },
+            response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
+            drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
+        })
+    }
+}
+
+/// `100MiB`, `10MB`, `1048576` → bytes.
+pub fn parse_size(flag: &str, text: &str) -> Result<u64, ConfigError> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|s| s.as_u64())
+        .map_err(|e| ConfigError(format!("{flag} `{text}` is not a size like 100MiB: {e}")))
+}
+
+/// `30s`, `5m`, `1h 30m` → duration.
+pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| ConfigError(format!("{flag} `{text}` is not a duration like 30s: {e}")))
+}
+
+/// `host:port` or `[v6]:port`.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), ConfigError> {
+    let bad = || ConfigError(format!("--connect-to `{text}` is not HOST:PORT"));
+    let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["sigv4-proxy"];
+        argv.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        Config::from_args(&cli.proxy)
+    }
+
+    #[test]
+    fn aws_hosts_need_no_service_or_region() {
+        let c = config(&["https://search-logs-abc.us-east-1.es.amazonaws.com"]).unwrap();
+        assert_eq!(c.service, Service::Es);
+        assert_eq!(c.region.as_deref(), Some("us-east-1"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9200");
+        assert_eq!(c.body.max, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn custom_hosts_need_both_flags_and_the_error_says_so() {
+        let err = config(&["https://search.example.com"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--service") && err.contains("--region"),
+            "{err}"
+        );
+        let err = config(&["--service", "es", "https://search.example.com"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--region"), "{err}");
+        let c = config(&[
+            "--service",
+            "aoss",
+            "--region",
+            "eu-west-1",
+            "https://search.example.com",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.service, c.region.as_deref()),
+            (Service::Aoss, Some("eu-west-1"))
+        );
+    }
+
+    #[test]
+    fn flags_override_inference() {
+        let c = config(&[
+            "--region",
+            "eu-west-1",
+            "https://x.us-east-1.aoss.amazonaws.com",
+        ])
+        .unwrap();
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.service, Service::Aoss);
+    }
+
+    #[test]
+    fn sizes_durations_and_connect_to_are_checked() {
+        let c = config(&[
+            "--max-body",
+            "10MB",
+            "--connect-to",
+            "10.0.0.1:8443",
+            "https://x.us-east-1.es.amazonaws.com",
+        ])
+        .unwrap();
+        assert_eq!(c.body.max, 10_000_000);
+        assert_eq!(c.upstream.connect_to, Some(("10.0.0.1".into(), 8443)));
+        assert!(
+            config(&["--max-body", "lots", "https://x.us-east-1.es.amazonaws.com"])
+                .unwrap_err()
+                .to_string()
+                .contains("--max-body")
+        );
+        assert!(config(&[
+            "--connect-to",
+            "nohost",
+            "https://x.us-east-1.es.amazonaws.com"
+        ])
+        .is_err());
+        assert!(config(&[
+            "--response-timeout",
+            "soon",
+            "https://x.us-east-1.es.amazonaws.com"
+        ])
+        .unwrap_err()
+        .to_string()
+        .contains("--response-timeout"));
+        assert_eq!(parse_host_port("[::1]:443").unwrap(), ("::1".into(), 443));
+    }
+}

@@ -1,0 +1,145 @@
+//! One error type for everything the proxy answers itself, rendered once as OpenSearch-style JSON:
+//! `{"error":{"type":"…","reason":"…"},"status":N}`, with an `x-sigv4-proxy-error` header so a
+//! client can tell a proxy error from one the endpoint sent.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// Header on every response the proxy synthesises; its value is the error type.
+pub const PROXY_ERROR_HEADER: &str = "x-sigv4-proxy-error";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request target or a header cannot be forwarded as it is.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Inbound authentication failed.
+    #[error("{reason}")]
+    Unauthorized {
+        reason: String,
+        challenge: HeaderValue,
+    },
+    /// The local access policy denied the request.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request body is larger than `--max-body`.
+    #[error("request body is larger than the limit of {limit} bytes (--max-body)")]
+    PayloadTooLarge { limit: u64 },
+    /// The request headers are larger than allowed.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The client stopped sending its body or sent a malformed one.
+    #[error("could not read the request body: {0}")]
+    ClientBody(String),
+    /// The client took too long to send its body.
+    #[error("the client did not send the request body in time ({0})")]
+    ClientTimeout(String),
+    /// The upstream could not be reached or the TLS handshake failed.
+    #[error("{0}")]
+    BadGateway(String),
+    /// No usable AWS credentials.
+    #[error("{0}")]
+    NoCredentials(String),
+    /// The proxy is at its limit or shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The upstream did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// A bug or an I/O failure on this machine (temp files, …).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::NoCredentials(_) | ProxyError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error.type` field, in OpenSearch's snake_case style.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "illegal_argument_exception",
+            ProxyError::Unauthorized { .. } => "authentication_exception",
+            ProxyError::Forbidden(_) => "security_exception",
+            ProxyError::PayloadTooLarge { .. } => "request_entity_too_large_exception",
+            ProxyError::HeadersTooLarge(_) => "request_header_fields_too_large_exception",
+            ProxyError::ClientBody(_) => "client_body_exception",
+            ProxyError::ClientTimeout(_) => "client_timeout_exception",
+            ProxyError::BadGateway(_) => "upstream_unreachable_exception",
+            ProxyError::NoCredentials(_) => "credentials_unavailable_exception",
+            ProxyError::Unavailable(_) => "proxy_unavailable_exception",
+            ProxyError::GatewayTimeout(_) => "upstream_timeout_exception",
+            ProxyError::Internal(_) => "proxy_internal_exception",
+        }
+    }
+
+    /// The JSON body, `{"error":{"type","reason"},"status"}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "type": self.kind(),
+                "reason": self.to_string(),
+            },
+            "status": self.status().as_u16(),
+        })
+        .to_string()
+    }
+
+    /// Renders the error as a complete response with any body type built from bytes.
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        let mut response = Response::new(B::from(Bytes::from(self.body())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        );
+        headers.insert(PROXY_ERROR_HEADER, HeaderValue::from_static(self.kind()));
+        if let ProxyError::Unauthorized { challenge, .. } = &self {
+            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_opensearch_style_json_with_status_and_marker_header() {
+        let err = ProxyError::PayloadTooLarge { limit: 10 };
+        let resp: Response<Bytes> = err.into_response();
+        assert_eq!(resp.status(), 413);
+        assert_eq!(
+            resp.headers()[PROXY_ERROR_HEADER],
+            "request_entity_too_large_exception"
+        );
+        let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(v["status"], 413);
+        assert_eq!(v["error"]["type"], "request_entity_too_large_exception");
+        assert!(v["error"]["reason"].as_str().unwrap().contains("10 bytes"));
+    }
+
+    #[test]
+    fn reasons_are_json_escaped() {
+        let resp: Response<Bytes> =
+            ProxyError::BadRequest("bad \"quote\"\n".into()).into_response();
+        let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(v["error"]["reason"], "bad \"quote\"\n");
+    }
+}

@@ -1,0 +1,355 @@
+//! The per-request pipeline, top to bottom: target → body → credentials → sign → forward →
+//! stream back. Every failure is a [`ProxyError`] rendered once; every request ends in one access
+//! log line written when its response body has been sent (or the client went away).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+
+use crate::body::{BodyLimits, SpooledBody};
+use crate::config::Config;
+use crate::credentials::{error_chain, CredentialCache};
+use crate::endpoint::Endpoint;
+use crate::error::ProxyError;
+use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
+use crate::signing::{wire_query, SignInput, Signer};
+use crate::upstream::{build_client, ConnectError, UpstreamClient};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the proxy sends.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Everything a request needs; shared by all connections.
+pub struct Proxy {
+    endpoint: Endpoint,
+    authority: String,
+    base_url: String,
+    signer: Signer,
+    client: UpstreamClient,
+    credentials: CredentialCache,
+    limits: BodyLimits,
+    response_timeout: Duration,
+    /// `http` or `https`: how clients reach this listener (for redirects and cookies).
+    scheme: &'static str,
+    listen: SocketAddr,
+}
+
+impl Proxy {
+    /// Builds the proxy for a validated configuration, credentials and the resolved region.
+    pub fn new(
+        config: &Config,
+        credentials: CredentialCache,
+        region: String,
+    ) -> Result<Proxy, ProxyError> {
+        let client = build_client(&config.upstream)
+            .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
+        Ok(Proxy {
+            authority: config.endpoint.authority(),
+            base_url: config.endpoint.base_url(),
+            endpoint: config.endpoint.clone(),
+            signer: Signer::new(config.service, region),
+            client,
+            credentials,
+            limits: config.body,
+            response_timeout: config.response_timeout,
+            scheme: "http",
+            listen: config.listen,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub fn credentials(&self) -> &CredentialCache {
+        &self.credentials
+    }
+
+    /// Handles one request from `peer`; never fails: errors become JSON responses.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Unpin + Send,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (response, bytes_in) = match self.forward(req).await {
+            Ok((response, bytes_in)) => (response, bytes_in),
+            Err(err) => {
+                if err.status().is_server_error() {
+                    tracing::warn!(%method, %path, error = %err, "request failed");
+                }
+                (
+                    err.into_response::<Full<Bytes>>()
+                        .map(|b| b.map_err(|never| match never {}).boxed()),
+                    0,
+                )
+            }
+        };
+        let status = response.status();
+        response.map(|body| {
+            AccessLog {
+                inner: body,
+                record: Some(Record {
+                    method,
+                    path,
+                    status,
+                    peer,
+                    bytes_in,
+                    bytes_out: 0,
+                    started,
+                }),
+            }
+            .boxed()
+        })
+    }
+
+    async fn forward<B>(&self, req: Request<B>) -> Result<(Response<ProxyBody>, u64), ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if !path.starts_with('/') {
+            return Err(ProxyError::BadRequest(format!(
+                "request target `{}` is not a path",
+                parts.uri
+            )));
+        }
+        let query = parts.uri.query().map(wire_query).transpose()?;
+        let target = match &query {
+            Some(q) if !q.is_empty() => format!("{}{path}?{q}", self.base_url),
+            _ => format!("{}{path}", self.base_url),
+        };
+        let uri: Uri = target.parse().map_err(|e| {
+            ProxyError::BadRequest(format!("request target cannot be forwarded: {e}"))
+        })?;
+        let client_view = ClientView {
+            scheme: self.scheme,
+            authority: parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| self.listen.to_string()),
+        };
+        let declared_len = match parts.headers.get(header::CONTENT_LENGTH) {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ProxyError::BadRequest("Content-Length is not a number".into())
+                    })?,
+            ),
+            None => None,
+        };
+        let client_sent_body =
+            declared_len.is_some() || parts.headers.contains_key(header::TRANSFER_ENCODING);
+
+        let body = SpooledBody::read(body, declared_len, self.limits).await?;
+
+        let mut headers = parts.headers;
+        prepare_request_headers(&mut headers);
+        let host = HeaderValue::from_str(&self.authority).map_err(|e| {
+            ProxyError::Internal(format!("endpoint host is not a header value: {e}"))
+        })?;
+        headers.insert(header::HOST, host);
+        if !body.is_empty()
+            || client_sent_body
+            || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+        {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+
+        let response = self
+            .send_with_retry(&parts.method, &uri, &headers, &body)
+            .await?;
+        let (mut resp_parts, incoming) = response.into_parts();
+        prepare_response_headers(&mut resp_parts.headers, &self.authority, &client_view);
+        resp_parts.version = Version::HTTP_11;
+        let body_out = incoming.map_err(|e| Box::new(e) as BoxError).boxed();
+        Ok((Response::from_parts(resp_parts, body_out), body.len()))
+    }
+
+    /// Signs and sends; a request that failed on a connection the endpoint closed (a pooled
+    /// keep-alive connection it timed out, a restart) is sent once more on a fresh one. Bodies
+    /// are fully received before sending, so the replay is always the same bytes.
+    async fn send_with_retry(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &SpooledBody,
+    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let credentials = self.credentials.get().await?;
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let signed = self.signer.sign(
+                &SignInput {
+                    method: method.as_str(),
+                    uri: &uri.to_string(),
+                    host: &self.authority,
+                    content_type,
+                    payload_sha256: body.sha256_hex(),
+                },
+                &credentials,
+                SystemTime::now(),
+            )?;
+            let mut request = Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
+                .body(body.to_outbound())
+                .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
+            *request.headers_mut() = headers.clone();
+            for (name, value) in signed {
+                request.headers_mut().insert(name, value);
+            }
+            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+                Err(_) => {
+                    return Err(ProxyError::GatewayTimeout(format!(
+                        "{} did not answer within {} (--response-timeout)",
+                        self.authority,
+                        humantime::format_duration(self.response_timeout)
+                    )))
+                }
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(err)) => {
+                    let connect_timeout = find_source::<ConnectError>(&err)
+                        .is_some_and(|c| matches!(c, ConnectError::Timeout(..)));
+                    if connect_timeout {
+                        return Err(ProxyError::GatewayTimeout(format!(
+                            "cannot connect to {}: {}",
+                            self.authority,
+                            error_chain(&err)
+                        )));
+                    }
+                    if !err.is_connect() && attempt == 1 {
+                        tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a fresh connection");
+                        continue;
+                    }
+                    let what = if err.is_connect() {
+                        "cannot connect to"
+                    } else {
+                        "lost the connection to"
+                    };
+                    return Err(ProxyError::BadGateway(format!(
+                        "{what} {}: {}",
+                        self.authority,
+                        error_chain(&err)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+struct Record {
+    method: Method,
+    path: String,
+    status: StatusCode,
+    peer: SocketAddr,
+    bytes_in: u64,
+    bytes_out: u64,
+    started: Instant,
+}
+
+pin_project_lite::pin_project! {
+    /// Passes the response body through, counting bytes, and writes the access log line when the
+    /// body ends or is dropped (client gone).
+    struct AccessLog {
+        #[pin]
+        inner: ProxyBody,
+        record: Option<Record>,
+    }
+
+    impl PinnedDrop for AccessLog {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(r) = this.record.take() {
+                log_request(&r, this.inner.is_end_stream());
+            }
+        }
+    }
+}
+
+fn log_request(r: &Record, complete: bool) {
+    let latency_ms = r.started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "sigv4_proxy::access",
+        method = %r.method,
+        path = %r.path,
+        status = r.status.as_u16(),
+        bytes_in = r.bytes_in,
+        bytes_out = r.bytes_out,
+        latency_ms = format_args!("{latency_ms:.1}"),
+        client = %r.peer,
+        complete,
+        "request"
+    );
+}
+
+impl Body for AccessLog {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(r)) = (frame.data_ref(), this.record.as_mut()) {
+                    r.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(r) = this.record.take() {
+                    log_request(&r, true);
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
