@@ -7,7 +7,8 @@
 //! `x-amz-security-token`, `x-amz-content-sha256`). The path is signed as aws-sigv4 does for
 //! non-S3 services: normalised and percent-encoded once more, while the wire keeps it untouched.
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -65,6 +66,48 @@ fn push_component(out: &mut String, raw: &str) -> Result<(), ProxyError> {
     })?;
     out.extend(utf8_percent_encode(text, QUERY_COMPONENT));
     Ok(())
+}
+
+/// This machine's clock corrected by what the endpoint said the time is. Starts uncorrected;
+/// [`Clock::learn`] records the offset after a "Signature expired" / "not yet current" answer,
+/// as the AWS SDKs do, and every later signature (and the credential cache's expiry checks) use
+/// the corrected time.
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// Endpoint time minus local time, in milliseconds.
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    /// The corrected current time.
+    pub fn now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Endpoint time minus local time.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records that the endpoint's clock read `server_now` at local time `local_now`; returns the
+    /// new offset in milliseconds.
+    pub fn learn(&self, server_now: SystemTime, local_now: SystemTime) -> i64 {
+        let offset = match server_now.duration_since(local_now) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        offset
+    }
+}
+
+fn shift(t: SystemTime, offset_ms: i64) -> SystemTime {
+    let by = Duration::from_millis(offset_ms.unsigned_abs());
+    if offset_ms >= 0 {
+        t + by
+    } else {
+        t.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
 }
 
 /// Signs requests for one endpoint (service, region).
@@ -171,6 +214,23 @@ mod tests {
         assert_eq!(wire_query("q=caf%C3%A9").unwrap(), "q=caf%C3%A9");
         assert_eq!(wire_query("q=100%").unwrap(), "q=100%25");
         assert_eq!(wire_query("f=a=b").unwrap(), "f=a%3Db");
+    }
+
+    #[test]
+    fn clock_keeps_the_learned_offset() {
+        let clock = Clock::default();
+        let local = SystemTime::now();
+        assert_eq!(
+            clock.learn(local + std::time::Duration::from_secs(600), local),
+            600_000
+        );
+        let ahead = clock.now().duration_since(SystemTime::now()).unwrap();
+        assert!(ahead > std::time::Duration::from_secs(599), "{ahead:?}");
+        assert_eq!(
+            clock.learn(local - std::time::Duration::from_secs(30), local),
+            -30_000
+        );
+        assert!(clock.now() < SystemTime::now());
     }
 
     #[test]
