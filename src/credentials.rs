@@ -18,6 +18,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
 use aws_types::SdkConfig;
 
+use crate::config::AssumeRole;
 use crate::error::ProxyError;
 use crate::signing::Clock;
 
@@ -34,6 +35,26 @@ pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> Sdk
         loader = loader.region(Region::new(region.to_string()));
     }
     loader.load().await
+}
+
+/// The role in `role`, assumed with the credentials `base` provides (uncached: the assume-role
+/// provider asks it only when it calls STS). STS is reached through the SDK configuration's
+/// HTTP client and endpoint settings (`AWS_ENDPOINT_URL_STS` included).
+pub async fn assume_role(
+    role: &AssumeRole,
+    sdk: &SdkConfig,
+    base: SharedCredentialsProvider,
+) -> SharedCredentialsProvider {
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.arn.clone())
+        .configure(sdk)
+        .session_name(role.session_name.clone());
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id.clone());
+    }
+    if let Some(duration) = role.duration {
+        builder = builder.session_length(duration);
+    }
+    SharedCredentialsProvider::new(builder.build_from_provider(base).await)
 }
 
 /// Longest time before expiry at which a refresh starts (the AWS SDKs use the same).
@@ -123,6 +144,11 @@ impl CredentialCache {
                 fetches: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The clock expiry is judged by; the signer uses it too.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.inner.clock
     }
 
     /// How many times the underlying provider was asked.
