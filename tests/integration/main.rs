@@ -1,1 +1,5 @@
 //! Integration tests.
+
+mod support;
+
+mod sigv4_verifier;

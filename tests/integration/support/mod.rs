@@ -1,0 +1,11 @@
+//! Test support: a throw-away PKI, an independent SigV4 verifier/signer, a fake
+//! AWS front end (`TestUpstream`) and a minimal direct HTTPS client.
+//!
+//! Not every helper is used by every test module yet.
+#![allow(dead_code)]
+
+pub mod sigv4;
+
+// Convenience re-exports for test modules (not all used yet).
+#[allow(unused_imports)]
+pub use sigv4::{Creds, ReceivedRequest, SigError, SigErrorKind, SigningParams, Verified};
