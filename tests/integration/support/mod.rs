@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 pub mod sigv4;
+pub mod tls;
 
 // Convenience re-exports for test modules (not all used yet).
 #[allow(unused_imports)]
 pub use sigv4::{Creds, ReceivedRequest, SigError, SigErrorKind, SigningParams, Verified};
+#[allow(unused_imports)]
+pub use tls::{Alpn, TestPki};
