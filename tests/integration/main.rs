@@ -3,3 +3,4 @@
 mod support;
 
 mod sigv4_verifier;
+mod upstream_selftest;
