@@ -1,1 +1,6 @@
 //! Integration tests.
+
+mod support;
+
+mod sigv4_verifier;
+mod upstream_selftest;
