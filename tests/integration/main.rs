@@ -2,5 +2,7 @@
 
 mod support;
 
+mod cli;
+mod core;
 mod sigv4_verifier;
 mod upstream_selftest;
