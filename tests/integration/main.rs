@@ -1,1 +1,8 @@
 //! Integration tests.
+
+mod support;
+
+mod cli;
+mod core;
+mod sigv4_verifier;
+mod upstream_selftest;

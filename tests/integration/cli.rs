@@ -1,0 +1,246 @@
+//! The real binary: configuration errors, credentials from the environment, logs that never
+//! show a secret, curl as a client, and a graceful SIGTERM.
+
+use std::time::Duration;
+
+use crate::support::http::get;
+use crate::support::proxy::upstream_args;
+use crate::support::{Creds, ProxyProcess, Reply, TestUpstream};
+
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
+const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==";
+
+fn env_creds() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "ASIAENVEXAMPLE1234".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+        ("AWS_SESSION_TOKEN".into(), TOKEN.into()),
+    ]
+}
+
+async fn upstream() -> TestUpstream {
+    TestUpstream::builder()
+        .service("es")
+        .region("us-east-1")
+        .creds(Creds::with_token("ASIAENVEXAMPLE1234", SECRET, TOKEN))
+        .start()
+        .await
+}
+
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .args(args)
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run sigv4-proxy");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_configuration_exits_64_with_the_reason() {
+    let (code, err) = run_to_exit(&["https://search.example.com"]);
+    assert_eq!(code, Some(64));
+    assert!(
+        err.contains("--service") && err.contains("--region"),
+        "{err}"
+    );
+    let (code, err) = run_to_exit(&["http://search-x.us-east-1.es.amazonaws.com"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("https"), "{err}");
+    let (code, err) = run_to_exit(&[
+        "--max-body",
+        "huge",
+        "https://search-x.us-east-1.es.amazonaws.com",
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("--max-body"), "{err}");
+    let (code, err) = run_to_exit(&[
+        "--ca-bundle",
+        "/nonexistent.pem",
+        "https://search-x.us-east-1.es.amazonaws.com",
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("/nonexistent.pem"), "{err}");
+    let (code, err) = run_to_exit(&[]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("no endpoint"), "{err}");
+}
+
+#[test]
+fn every_flag_has_an_environment_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("--") || l.starts_with("-v"))
+        .collect();
+    assert!(flags.len() > 10, "{help}");
+    for name in [
+        "LISTEN",
+        "SERVICE",
+        "REGION",
+        "PROFILE",
+        "CA_BUNDLE",
+        "CONNECT_TO",
+        "MAX_BODY",
+        "LOG_FORMAT",
+        "ENDPOINT",
+    ] {
+        assert!(
+            help.contains(&format!("SIGV4_PROXY_{name}")),
+            "--help names SIGV4_PROXY_{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn environment_credentials_sign_requests_and_never_reach_the_logs() {
+    let up = upstream().await;
+    let mut args = upstream_args(&up);
+    args.push("-vv".into());
+    let env = env_creds();
+    let mut proxy = ProxyProcess::start(&args, &env).await;
+    let resp = crate::support::http::send(
+        proxy.addr,
+        "POST",
+        "/idx/_search",
+        &[
+            ("authorization", "Basic Y2xpZW50OnBhc3N3b3Jk"),
+            ("content-type", "application/json"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(up.last_request().unwrap().verified());
+    assert_eq!(
+        up.last_request().unwrap().header("x-amz-security-token"),
+        Some(TOKEN)
+    );
+    let status = proxy.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let logs = proxy.stderr();
+    assert!(
+        logs.contains("EnvironmentVariable"),
+        "start-up names the credential source:\n{logs}"
+    );
+    assert!(logs.contains("…1234"), "start-up shows the key id's tail");
+    for secret in [SECRET, TOKEN, "Y2xpZW50OnBhc3N3b3Jk", "ASIAENVEXAMPLE1234"] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs at -vv:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("Signature="), "no signature in the logs");
+    assert!(
+        logs.contains("status=200"),
+        "one access-log line per request:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_one_line_per_request() {
+    let up = upstream().await;
+    let mut args = upstream_args(&up);
+    args.extend(["--log-format".to_string(), "json".to_string()]);
+    let mut proxy = ProxyProcess::start_json(&args, &env_creds()).await;
+    assert_eq!(get(proxy.addr, "/_cluster/health").await.status, 200);
+    proxy.terminate().await;
+    let logs = proxy.stderr();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["path"] == "/_cluster/health")
+        .unwrap_or_else(|| panic!("no JSON access line:\n{logs}"));
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert!(line["latency_ms"].is_string() || line["latency_ms"].is_number());
+}
+
+#[tokio::test]
+async fn curl_through_the_proxy() {
+    let up = upstream().await;
+    let proxy = ProxyProcess::start(&upstream_args(&up), &env_creds()).await;
+    let base = proxy.url("");
+    let curl = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .await
+            .expect("curl is installed");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = curl(vec![
+        "-sS".into(),
+        "-g".into(),
+        format!("{base}/_cat/indices?v&h=index,health"),
+    ])
+    .await;
+    assert!(ok, "{out}");
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified());
+    assert_eq!(rec.raw_query.as_deref(), Some("v&h=index%2Chealth"));
+
+    let body: String = (0..20_000)
+        .map(|i| format!("{{\"index\":{{}}}}\n{{\"n\":{i}}}\n"))
+        .collect();
+    let file = std::env::temp_dir().join(format!(
+        "sigv4-proxy-curl-bulk-{}.ndjson",
+        std::process::id()
+    ));
+    std::fs::write(&file, &body).unwrap();
+    let (ok, out) = curl(vec![
+        "-sS".into(),
+        "-XPOST".into(),
+        "-H".into(),
+        "Content-Type: application/x-ndjson".into(),
+        "-H".into(),
+        "Transfer-Encoding: chunked".into(),
+        "--data-binary".into(),
+        format!("@{}", file.display()),
+        format!("{base}/_bulk"),
+    ])
+    .await;
+    std::fs::remove_file(&file).ok();
+    assert!(ok, "{out}");
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert_eq!(rec.body_len, body.len() as u64);
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let up = upstream().await;
+    up.add_route(
+        "GET",
+        "/slow",
+        Reply::text(200, "finished").stall(Duration::from_millis(1500)),
+    );
+    let mut proxy = ProxyProcess::start(&upstream_args(&up), &env_creds()).await;
+    let addr = proxy.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/slow").await });
+    up.wait_for_requests(1, Duration::from_secs(10)).await;
+    let status = proxy.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let resp = in_flight.await.unwrap();
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (200, "finished"),
+        "the in-flight request completed"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,278 @@
+//! Runs the proxy for a test: in-process (the library's `server::serve`, with explicit
+//! credentials) or as the real binary (`CARGO_BIN_EXE_sigv4-proxy`) with its own environment.
+//! Both listen on `127.0.0.1:0` and forward to a [`TestUpstream`] through `--connect-to`, so the
+//! endpoint keeps its AWS-looking host name for SNI, the certificate, `Host` and the signature.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use clap::Parser;
+use sigv4_proxy::config::Config;
+use sigv4_proxy::credentials::CredentialCache;
+use sigv4_proxy::proxy::Proxy;
+use sigv4_proxy::server::{self, ServerOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+use super::sigv4::Creds;
+use super::upstream::TestUpstream;
+
+/// A proxy running inside the test process.
+pub struct TestProxy {
+    addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The arguments that point a proxy at `up`: its AWS-looking URL, `--connect-to` its socket,
+/// `--ca-bundle` its test CA, and an ephemeral listen port.
+pub fn upstream_args(up: &TestUpstream) -> Vec<String> {
+    vec![
+        format!("https://{}", up.host_name()),
+        "--connect-to".into(),
+        up.addr().to_string(),
+        "--ca-bundle".into(),
+        up.ca_bundle_path().display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]
+}
+
+/// Credentials in the form the proxy's cache takes.
+pub fn provider(creds: &Creds) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new(
+        creds.access_key.clone(),
+        creds.secret.clone(),
+        creds.token.clone(),
+        None,
+        "test",
+    ))
+}
+
+impl TestProxy {
+    /// Starts a proxy in front of `up` signing with `creds`; `extra` are more command-line flags.
+    pub async fn start(up: &TestUpstream, creds: &Creds, extra: &[&str]) -> TestProxy {
+        Self::start_with_provider(up, provider(creds), extra).await
+    }
+
+    pub async fn start_with_provider(
+        up: &TestUpstream,
+        provider: SharedCredentialsProvider,
+        extra: &[&str],
+    ) -> TestProxy {
+        let mut argv: Vec<String> = vec!["sigv4-proxy".into()];
+        // Flags given in `extra` replace the defaults that point at `up`.
+        let defaults = upstream_args(up);
+        argv.push(defaults[0].clone());
+        for pair in defaults[1..].chunks(2) {
+            if !extra.contains(&pair[0].as_str()) {
+                argv.extend_from_slice(pair);
+            }
+        }
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let cli = sigv4_proxy::cli::Cli::try_parse_from(&argv).expect("valid test arguments");
+        let config = Config::from_args(&cli.proxy).expect("valid test configuration");
+        let region = config.region.clone().expect("region");
+        let proxy =
+            Arc::new(Proxy::new(&config, CredentialCache::new(provider), region).expect("proxy"));
+        let listener = server::bind(config.listen).await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = ServerOptions {
+            drain_timeout: Duration::from_secs(5),
+            ..ServerOptions::default()
+        };
+        let task = tokio::spawn(server::serve(listener, proxy.clone(), options, async {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            addr,
+            proxy,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    /// Starts the graceful shutdown and waits (bounded) for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("proxy stopped within 10 s")
+                .expect("server task");
+        }
+    }
+
+    /// Begins shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The real binary, started with a clean environment plus `env`; killed on drop.
+pub struct ProxyProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// Everything the process wrote to stderr so far (collected in the background).
+    pub stderr: Arc<std::sync::Mutex<String>>,
+}
+
+/// A minimal environment: no AWS variables from the developer's shell, no IMDS look-ups, and
+/// config files pointed at nothing unless the test says otherwise.
+pub fn clean_env() -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        ),
+        ("HOME".to_string(), "/nonexistent".to_string()),
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+        (
+            "AWS_CONFIG_FILE".to_string(),
+            "/nonexistent/config".to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            "/nonexistent/credentials".to_string(),
+        ),
+        ("RUST_LOG".to_string(), "info".to_string()),
+        ("NO_COLOR".to_string(), "1".to_string()),
+    ];
+    env.retain(|(_, v)| !v.is_empty());
+    env
+}
+
+impl ProxyProcess {
+    /// Runs the binary with `args` and `env` (on top of [`clean_env`]) and waits until it logs
+    /// that it is ready, reading the bound address from that line.
+    pub async fn start(args: &[String], env: &[(String, String)]) -> ProxyProcess {
+        Self::start_inner(args, env, false).await
+    }
+
+    /// Like [`ProxyProcess::start`] for `--log-format json`, where the ready line is JSON.
+    pub async fn start_json(args: &[String], env: &[(String, String)]) -> ProxyProcess {
+        Self::start_inner(args, env, true).await
+    }
+
+    async fn start_inner(args: &[String], env: &[(String, String)], json: bool) -> ProxyProcess {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"));
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in clean_env().iter().chain(env.iter()) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sigv4-proxy");
+        let stderr = child.stderr.take().expect("stderr");
+        let collected = Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
+        let sink = collected.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut ready_tx = Some(ready_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = if json {
+                    ready_address_json(&line)
+                } else {
+                    ready_address(&line)
+                } {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let _ = child.kill().await;
+                panic!(
+                    "sigv4-proxy did not become ready; stderr:\n{}",
+                    collected.lock().unwrap()
+                );
+            }
+        };
+        ProxyProcess {
+            child,
+            addr,
+            stderr: collected,
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exited within 15 s after SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// The `listen=ADDR` field of the "sigv4-proxy ready" log line.
+fn ready_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("sigv4-proxy ready") {
+        return None;
+    }
+    let at = line.find("listen=")? + "listen=".len();
+    let rest = line[at..].trim_start_matches('"');
+    let end = rest.find([' ', '"']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn ready_address_json(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["message"] != "sigv4-proxy ready" {
+        return None;
+    }
+    v["listen"].as_str()?.parse().ok()
+}
