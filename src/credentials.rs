@@ -359,7 +359,8 @@ fn retry_delay(failures: u32, remaining: Duration) -> Duration {
         .max(MIN_RETRY_DELAY)
 }
 
-fn same_key(a: &Credentials, b: &Credentials) -> bool {
+/// Same access key and session token.
+pub fn same_key(a: &Credentials, b: &Credentials) -> bool {
     a.access_key_id() == b.access_key_id() && a.session_token() == b.session_token()
 }
 

@@ -18,7 +18,7 @@ use futures_util::StreamExt as _;
 
 use crate::body::{BodyLimits, OutboundBody, SpooledBody};
 use crate::config::Config;
-use crate::credentials::{error_chain, key_id_tail, CredentialCache};
+use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
@@ -250,6 +250,14 @@ impl Proxy {
                             key_id_tail(rejected.access_key_id())
                         ))
                     })?;
+                    if same_key(&credentials, &rejected) {
+                        tracing::warn!(
+                            status,
+                            access_key_id = %key_id_tail(rejected.access_key_id()),
+                            "the endpoint rejected the credentials as expired or invalid and the credential source still returns them; passing the rejection on"
+                        );
+                        return Ok(reassemble(parts, prefix, rest));
+                    }
                     tracing::info!(
                         status,
                         rejected = %key_id_tail(rejected.access_key_id()),

@@ -1,8 +1,10 @@
 //! Integration tests.
 
+mod fakes;
 mod support;
 
 mod cli;
 mod core;
+mod credentials;
 mod sigv4_verifier;
 mod upstream_selftest;
