@@ -420,7 +420,7 @@ fn reassemble(
 /// `+12m 3s` / `-45s`.
 fn format_offset(offset_ms: i64) -> String {
     let sign = if offset_ms < 0 { '-' } else { '+' };
-    let secs = Duration::from_secs(offset_ms.unsigned_abs() / 1000);
+    let secs = Duration::from_secs(offset_ms.unsigned_abs().saturating_add(500) / 1000);
     format!("{sign}{}", humantime::format_duration(secs))
 }
 

@@ -523,3 +523,266 @@ async fn an_assumed_role_is_refreshed_before_it_expires() {
         keys.len()
     );
 }
+
+fn container_env(container: &FakeContainer, token: &str) -> Vec<(String, String)> {
+    env(&[
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container.full_uri()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token),
+    ])
+}
+
+#[tokio::test]
+async fn a_token_the_endpoint_calls_expired_is_replaced_and_the_request_retried_once() {
+    let up = upstream(&[]).await;
+    let container = FakeContainer::start("t").await;
+    container.on_issue(accept(&up));
+    let proxy = start(&up, &[], &container_env(&container, "t")).await;
+    assert_signed_ok(&proxy, &up).await;
+    assert_eq!(signed_key(&up), "ASIACTR00000001");
+    // Rotation race: the source has moved on and the endpoint already refuses the old token,
+    // while the proxy still thinks it is valid for an hour.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    container.rotate();
+    up.expire_token("ctr-session-token-1-IQoJb3JpZ2luX2Vj");
+    let before = up.request_count();
+    let resp = assert_signed_ok(&proxy, &up).await;
+    assert!(resp.header("x-sigv4-proxy-error").is_none());
+    let seen = up.requests();
+    assert_eq!(seen.len() - before, 2, "one rejected attempt, one retry");
+    assert!(!seen[before].verified());
+    assert_eq!(signed_key(&up), "ASIACTR00000002");
+    assert_eq!(container.fetches(), 2);
+    assert!(proxy
+        .stderr()
+        .contains("rejected the credentials as expired or invalid"));
+}
+
+#[tokio::test]
+async fn a_signature_mismatch_or_a_key_the_source_keeps_returning_is_passed_through() {
+    // The endpoint knows the key with another secret: "signature does not match", no retry.
+    let up = upstream(&[Creds::new(STATIC_KEY, "a-different-secret")]).await;
+    let env = env(&[
+        ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+        ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+    ]);
+    let proxy = start(&up, &[], &env).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 403);
+    assert!(
+        resp.text()
+            .contains("signature we calculated does not match"),
+        "{}",
+        resp.text()
+    );
+    assert!(
+        resp.header("x-sigv4-proxy-error").is_none(),
+        "the endpoint's answer, unchanged"
+    );
+    assert_eq!(up.request_count(), 1);
+    // An unknown key: "invalid"; the source returns the same key again, so no retry either.
+    up.revoke_key(STATIC_KEY);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 403);
+    assert!(
+        resp.text()
+            .contains("security token included in the request is invalid"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(up.request_count(), 2);
+}
+
+#[tokio::test]
+async fn clock_skew_is_learned_from_the_endpoint_and_kept_both_ways() {
+    for offset in [900i64, -900] {
+        let up = upstream(&[Creds::new(STATIC_KEY, STATIC_SECRET)]).await;
+        up.set_clock_offset_secs(offset);
+        let env = env(&[
+            ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+        ]);
+        let proxy = start(&up, &[], &env).await;
+        assert_signed_ok(&proxy, &up).await;
+        let seen = up.requests();
+        assert_eq!(
+            seen.len(),
+            2,
+            "rejected for the time, then signed with the endpoint's time"
+        );
+        assert!(!seen[0].verified());
+        // Later requests use the learned offset straight away.
+        assert_signed_ok(&proxy, &up).await;
+        assert_signed_ok(&proxy, &up).await;
+        assert_eq!(up.request_count(), 4);
+        let logs = proxy.stderr();
+        assert!(
+            logs.contains("clock is off"),
+            "a hint about the machine's clock:\n{logs}"
+        );
+        // `Date` has whole seconds: the learned offset is 15 minutes give or take one second.
+        let sign = if offset > 0 { '+' } else { '-' };
+        assert!(
+            logs.contains(&format!("offset={sign}15m"))
+                || logs.contains(&format!("offset={sign}14m 59s")),
+            "{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_credentials_at_all_is_a_503_that_says_what_to_do() {
+    let up = upstream(&[]).await;
+    let proxy = start(&up, &[], &[]).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 503);
+    assert_eq!(
+        resp.header("x-sigv4-proxy-error"),
+        Some("credentials_unavailable_exception")
+    );
+    let reason = resp.json()["error"]["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("AWS_ACCESS_KEY_ID")
+            && reason.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        "{reason}"
+    );
+    assert_eq!(up.request_count(), 0);
+}
+
+#[tokio::test]
+async fn with_the_source_down_requests_succeed_until_expiry_then_get_503_until_it_is_back() {
+    let up = upstream(&[]).await;
+    let container = FakeContainer::start("t").await;
+    container.on_issue(accept_until_expiry(&up));
+    container.set_lifetime(Duration::from_secs(3));
+    let proxy = start(&up, &[], &container_env(&container, "t")).await;
+    container.set_down(true);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        assert_signed_ok(&proxy, &up).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fetches_while_down = container.fetches();
+    assert!(
+        fetches_while_down <= 12,
+        "{fetches_while_down} fetches: backoff, not one per request"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    let reason = resp.json()["error"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("500"), "says what failed: {reason}");
+    container.set_down(false);
+    container.rotate();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_signed_ok(&proxy, &up).await;
+    assert_eq!(signed_key(&up), "ASIACTR00000002");
+}
+
+/// 8 clients for 30 s while the container endpoint issues a new key every 8 s (each valid 16 s,
+/// and refused by the upstream after that) and is down from 15 s to 18 s: not one request may
+/// fail, and the credential fetches stay in the tens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_through_rotation_and_an_outage_loses_no_request() {
+    const RUN: Duration = Duration::from_secs(30);
+    const ROTATE_EVERY: Duration = Duration::from_secs(8);
+    let up = upstream(&[]).await;
+    let container = Arc::new(FakeContainer::start("load-token").await);
+    container.on_issue(accept_until_expiry(&up));
+    container.set_lifetime(ROTATE_EVERY * 2);
+    container.rotate();
+    let proxy = start(&up, &[], &container_env(&container, "load-token")).await;
+    let started = Instant::now();
+    let rotation = {
+        let container = container.clone();
+        tokio::spawn(async move {
+            let mut next = started + ROTATE_EVERY;
+            let (down_at, up_at) = (
+                started + Duration::from_secs(15),
+                started + Duration::from_secs(18),
+            );
+            let (mut down, mut fetches_at) = (false, Vec::new());
+            while started.elapsed() < RUN {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if Instant::now() >= next {
+                    container.rotate();
+                    next += ROTATE_EVERY;
+                }
+                let should_be_down = Instant::now() >= down_at && Instant::now() < up_at;
+                if should_be_down != down {
+                    container.set_down(should_be_down);
+                    down = should_be_down;
+                    fetches_at.push(container.fetches());
+                }
+            }
+            fetches_at
+        })
+    };
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = proxy.addr;
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while started.elapsed() < RUN {
+                    let resp = get(addr, "/_cluster/health").await;
+                    if resp.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push(format!("{} {}", resp.status, resp.text()));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = tokio::time::timeout(RUN + Duration::from_secs(30), c)
+            .await
+            .unwrap()
+            .unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    let fetches_at = rotation.await.unwrap();
+    let seen = up.requests();
+    let rejected = seen.iter().filter(|r| !r.verified()).count();
+    let mut keys: Vec<String> = seen
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .map(|a| {
+            a.split("Credential=")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    keys.dedup();
+    keys.sort();
+    keys.dedup();
+    let fetches = container.fetches();
+    eprintln!(
+        "load: {ok} requests ok, {} failed, {} upstream requests ({rejected} rejected and retried), \
+         {fetches} credential fetches ({} while the source was down), keys used: {keys:?}",
+        failed.len(),
+        seen.len(),
+        fetches_at[1] - fetches_at[0],
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed requests, e.g. {:?}\n{}",
+        failed.len(),
+        &failed[..failed.len().min(3)],
+        proxy.stderr()
+    );
+    assert!(ok > 300, "only {ok} requests in 30 s");
+    assert!(keys.len() >= 4, "the keys rotated: {keys:?}");
+    assert!((4..60).contains(&fetches), "{fetches} credential fetches");
+    assert!(
+        fetches_at[1] > fetches_at[0],
+        "the outage hit a refresh: {fetches_at:?}"
+    );
+}
