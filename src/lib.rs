@@ -1,1 +1,3 @@
 //! lib
+pub mod auth;
+pub mod policy;
