@@ -38,7 +38,9 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Path => f.write_str("the path"),
-            Origin::AllIndices => f.write_str("the path names no index, so every index"),
+            Origin::AllIndices => {
+                f.write_str("the path names no index, so it may reach every index")
+            }
             Origin::Body { api, place } => write!(f, "from the {api} body, {place}"),
         }
     }
@@ -205,11 +207,25 @@ fn body_api(api: &[String]) -> Option<BodyApi> {
     }
 }
 
-/// APIs that, without an index in the path, reach every index.
+/// APIs that, without an index in the path, reach every index, or reach
+/// indices named where the proxy cannot see them (SQL/PPL query text, async
+/// search parameters, transform/rollup/alerting jobs, snapshot restores).
 fn reaches_all_indices(api: &[String]) -> bool {
     let a: Vec<&str> = api.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["_search"] | ["_search", "template"] => true,
+        ["_plugins" | "_opendistro", plugin, ..] => matches!(
+            *plugin,
+            "_sql"
+                | "_ppl"
+                | "_query"
+                | "_async_query"
+                | "_asynchronous_search"
+                | "_transform"
+                | "_rollup"
+                | "_alerting"
+        ),
+        ["_snapshot", .., "_restore"] => true,
         [first, ..] => matches!(
             *first,
             "_count"
@@ -867,6 +883,21 @@ mod tests {
             ["_search/scroll"]
         );
         assert_eq!(ok(Method::GET, "/_count", None), ["_count", "*/_count"]);
+        assert_eq!(
+            ok(Method::POST, "/_plugins/_sql", None),
+            ["_plugins/_sql", "*/_plugins/_sql"]
+        );
+        assert_eq!(
+            ok(Method::POST, "/_snapshot/repo/snap/_restore", None),
+            [
+                "_snapshot/repo/snap/_restore",
+                "*/_snapshot/repo/snap/_restore"
+            ]
+        );
+        assert_eq!(
+            ok(Method::GET, "/_plugins/_security/authinfo", None),
+            ["_plugins/_security/authinfo"]
+        );
         assert_eq!(
             ok(Method::GET, "/logs-*,-logs-secret/_search", None),
             ["logs-*/_search"]

@@ -264,7 +264,7 @@ impl fmt::Display for What<'_> {
         match &self.1.origin {
             Origin::Path => Ok(()),
             Origin::AllIndices => {
-                f.write_str(" (the path names no index, so it reaches every index)")
+                f.write_str(" (the path names no index, so it may reach every index)")
             }
             o @ Origin::Body { .. } => write!(f, " ({o})"),
         }
@@ -462,6 +462,8 @@ mod tests {
             (Method::DELETE, "/_all"),
             (Method::GET, "/_count"),
             (Method::GET, "/%72estricted-index/_doc/1"),
+            (Method::POST, "/_plugins/_sql"),
+            (Method::POST, "/_snapshot/repo/snap/_restore"),
         ] {
             let d = decide(&p, m.clone(), path, None);
             assert!(!d.is_allowed(), "{m} {path} must be denied");
@@ -477,7 +479,7 @@ mod tests {
         );
         assert_eq!(
             decide(&p, Method::GET, "/_search", None).reason(),
-            "es:ESHttpGet on */_search (the path names no index, so it reaches every index) denied by \
+            "es:ESHttpGet on */_search (the path names no index, so it may reach every index) denied by \
              statement \"DenyRestricted\" (Resource \"arn:aws:es:us-west-1:987654321098:domain/my-domain/restricted-index/*\")"
         );
         for (m, path) in [
@@ -607,7 +609,7 @@ mod tests {
         let d = decide(&p, Method::GET, "/_search", None);
         assert_eq!(
             d.reason(),
-            "es:ESHttpGet on */_search (the path names no index, so it reaches every index): \
+            "es:ESHttpGet on */_search (the path names no index, so it may reach every index): \
              no statement allows every index it may reach (default deny)"
         );
         assert!(!decide(&p, Method::PUT, "/logs-1/_doc/1", None).is_allowed());
