@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(v["status"], 413);
         assert_eq!(v["error"]["type"], "request_entity_too_large_exception");
         assert!(v["error"]["reason"].as_str().unwrap().contains("10 bytes"));
-        assert_eq!(v["error"]["root_cause"][0]["type"], "request_entity_too_large_exception");
+        assert_eq!(
+            v["error"]["root_cause"][0]["type"],
+            "request_entity_too_large_exception"
+        );
     }
 
     #[test]

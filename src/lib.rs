@@ -79,10 +79,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         connect_to = ?config.upstream.connect_to,
         "sigv4-proxy ready"
     );
-    let options = ServerOptions {
-        drain_timeout: config.drain_timeout,
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions::from_config(&config);
     server::serve(listener, proxy, options, shutdown).await;
     Ok(())
 }

@@ -26,6 +26,17 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
 }
 
+impl ServerOptions {
+    /// The listener settings a validated configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> ServerOptions {
+        ServerOptions {
+            tls: config.tls.clone(),
+            drain_timeout: config.drain_timeout,
+            ..ServerOptions::default()
+        }
+    }
+}
+
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
@@ -119,7 +130,10 @@ pub async fn serve(
 
 /// Loads the listener's certificate chain and private key (PEM) into a rustls server
 /// configuration offering HTTP/2 and HTTP/1.1.
-pub fn load_server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn load_server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -127,15 +141,25 @@ pub fn load_server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<
         .collect::<Result<_, _>>()
         .map_err(|e| format!("--tls-cert {} is not valid PEM: {e}", cert.display()))?;
     if chain.is_empty() {
-        return Err(format!("--tls-cert {} contains no certificate", cert.display()));
+        return Err(format!(
+            "--tls-cert {} contains no certificate",
+            cert.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read a private key from --tls-key {}: {e}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("--tls-cert and --tls-key do not make a usable pair: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read a private key from --tls-key {}: {e}",
+            key.display()
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("--tls-cert and --tls-key do not make a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

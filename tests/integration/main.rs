@@ -4,5 +4,6 @@ mod support;
 
 mod cli;
 mod core;
+mod policy;
 mod sigv4_verifier;
 mod upstream_selftest;
