@@ -139,6 +139,54 @@ pub struct ProxyArgs {
     )]
     pub drain_timeout: String,
 
+    /// Local access policy: an IAM policy document (the grammar of domain access policies)
+    /// checked before signing, against the indices in the path and in _bulk/_mget/_msearch/…
+    /// bodies. Default: everything the endpoint allows.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_POLICY",
+        value_name = "FILE",
+        conflicts_with = "read_only"
+    )]
+    pub policy: Option<PathBuf>,
+
+    /// Allow only reads: GET, HEAD and the read-only POST APIs (_search, _msearch, _count,
+    /// _mget, scroll, point in time, …); deny everything else.
+    #[arg(long, env = "SIGV4_PROXY_READ_ONLY")]
+    pub read_only: bool,
+
+    /// Require HTTP Basic authentication from clients, checked against an Apache htpasswd
+    /// file with bcrypt entries (`htpasswd -B`).
+    #[arg(long, env = "SIGV4_PROXY_HTPASSWD", value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// Require a bearer token from clients (`Authorization: Bearer …`); one token a line.
+    #[arg(long, env = "SIGV4_PROXY_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Serve HTTPS on the listener with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Listen on a non-loopback address without --htpasswd or --token-file. Anyone who can
+    /// reach the port then acts with this proxy's AWS identity.
+    #[arg(long, env = "SIGV4_PROXY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
     /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, env = "SIGV4_PROXY_VERBOSE")]
     pub verbose: u8,

@@ -3,7 +3,11 @@
 //! with status 64 and the reason.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::{Authenticator, BearerTokens, Htpasswd};
+use crate::policy::Policy;
 
 use crate::body::BodyLimits;
 use crate::cli::{ProxyArgs, ServiceArg};
@@ -25,6 +29,12 @@ pub struct Config {
     pub body: BodyLimits,
     pub response_timeout: Duration,
     pub drain_timeout: Duration,
+    /// The local access policy; `None` lets through whatever the endpoint allows.
+    pub policy: Option<Arc<Policy>>,
+    /// Inbound authentication; `None` when neither --htpasswd nor --token-file is given.
+    pub auth: Option<Arc<Authenticator>>,
+    /// HTTPS on the listener.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +147,46 @@ impl Config {
             None => Vec::new(),
         };
         let max_body = parse_size("--max-body", &args.max_body)?;
+        let policy = match (&args.policy, args.read_only) {
+            (Some(path), _) => Some(Arc::new(
+                Policy::from_file(path).map_err(|e| ConfigError(format!("--policy: {e}")))?,
+            )),
+            (None, true) => Some(Arc::new(Policy::read_only())),
+            (None, false) => None,
+        };
+        let htpasswd = args
+            .htpasswd
+            .as_ref()
+            .map(Htpasswd::from_file)
+            .transpose()
+            .map_err(|e| ConfigError(format!("--htpasswd: {e}")))?;
+        let tokens = args
+            .token_file
+            .as_ref()
+            .map(BearerTokens::from_file)
+            .transpose()
+            .map_err(|e| ConfigError(format!("--token-file: {e}")))?;
+        let auth = Authenticator::new(htpasswd, tokens);
+        let auth = auth.is_enabled().then(|| Arc::new(auth));
+        if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+            return Err(ConfigError(format!(
+                "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this                  proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass                  --allow-unauthenticated if something else already restricts who can connect",
+                args.listen
+            )));
+        }
+        if auth.is_none() && policy.as_ref().is_some_and(|p| p.uses_proxy_principals()) {
+            return Err(ConfigError(
+                "--policy names \"Proxy\" principals, but no inbound users are configured: add --htpasswd or --token-file \
+                 (without them every statement would apply to everyone)"
+                    .into(),
+            ));
+        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::server::load_server_tls(cert, key).map_err(ConfigError)?)
+            }
+            _ => None,
+        };
         let spill = parse_size("--spill-threshold", &args.spill_threshold)?;
         Ok(Config {
             endpoint,
@@ -158,6 +208,9 @@ impl Config {
             },
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
+            policy,
+            auth,
+            tls,
         })
     }
 }
@@ -315,6 +368,36 @@ mod tests {
         assert!(
             crate::cli::Cli::try_parse_from(["sigv4-proxy", "--external-id", "x", url]).is_err()
         );
+    }
+
+    #[test]
+    fn open_listeners_need_inbound_auth() {
+        let err = config(&[
+            "--listen",
+            "0.0.0.0:9200",
+            "https://x.us-east-1.es.amazonaws.com",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("refusing to listen on 0.0.0.0:9200") && err.contains("--htpasswd"),
+            "{err}"
+        );
+        assert!(config(&[
+            "--listen",
+            "0.0.0.0:9200",
+            "--allow-unauthenticated",
+            "https://x.us-east-1.es.amazonaws.com"
+        ])
+        .is_ok());
+        assert!(config(&[
+            "--listen",
+            "[::1]:9200",
+            "https://x.us-east-1.es.amazonaws.com"
+        ])
+        .is_ok());
+        let c = config(&["--read-only", "https://x.us-east-1.es.amazonaws.com"]).unwrap();
+        assert!(c.policy.is_some() && c.auth.is_none());
     }
 
     #[test]

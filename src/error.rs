@@ -17,7 +17,8 @@ pub enum ProxyError {
     #[error("{reason}")]
     Unauthorized {
         reason: String,
-        challenge: HeaderValue,
+        /// One `WWW-Authenticate` value per accepted scheme.
+        challenges: Vec<HeaderValue>,
     },
     /// The local access policy denied the request.
     #[error("{0}")]
@@ -89,10 +90,12 @@ impl ProxyError {
 
     /// The JSON body, `{"error":{"type","reason"},"status"}`.
     pub fn body(&self) -> String {
+        let reason = self.to_string();
         serde_json::json!({
             "error": {
+                "root_cause": [{"type": self.kind(), "reason": reason}],
                 "type": self.kind(),
-                "reason": self.to_string(),
+                "reason": reason,
             },
             "status": self.status().as_u16(),
         })
@@ -109,8 +112,10 @@ impl ProxyError {
             HeaderValue::from_static("application/json; charset=UTF-8"),
         );
         headers.insert(PROXY_ERROR_HEADER, HeaderValue::from_static(self.kind()));
-        if let ProxyError::Unauthorized { challenge, .. } = &self {
-            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        if let ProxyError::Unauthorized { challenges, .. } = &self {
+            for challenge in challenges {
+                headers.append(header::WWW_AUTHENTICATE, challenge.clone());
+            }
         }
         response
     }
@@ -133,6 +138,10 @@ mod tests {
         assert_eq!(v["status"], 413);
         assert_eq!(v["error"]["type"], "request_entity_too_large_exception");
         assert!(v["error"]["reason"].as_str().unwrap().contains("10 bytes"));
+        assert_eq!(
+            v["error"]["root_cause"][0]["type"],
+            "request_entity_too_large_exception"
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!
 //! A request flows through the modules in this order:
 //!
-//! - [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, graceful shutdown.
+//! - [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, inbound TLS, graceful shutdown.
 //! - [`proxy`]: the per-request pipeline, top to bottom, and the access log.
+//! - [`auth`]: inbound authentication (htpasswd bcrypt users, bearer tokens).
+//! - [`policy`]: the local IAM-style access policy, with indices read from paths and bodies.
 //! - [`body`]: request bodies hashed while read, spilled to a temp file when large.
 //! - [`credentials`]: the AWS default chain behind a refresh-ahead, single-flight cache.
 //! - [`signing`]: aws-sigv4 glue and the RFC 3986 query form that keeps wire and signature equal.
@@ -20,6 +22,7 @@
 //! Around them: [`cli`] (flags), [`config`] (validated configuration), [`endpoint`] (URL →
 //! service and region), [`signals`] (SIGTERM/SIGINT).
 
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod signals;
@@ -83,10 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         connect_to = ?config.upstream.connect_to,
         "sigv4-proxy ready"
     );
-    let options = ServerOptions {
-        drain_timeout: config.drain_timeout,
-        ..ServerOptions::default()
-    };
+    let options = ServerOptions::from_config(&config);
     server::serve(listener, proxy, options, shutdown).await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,12 +17,14 @@ use http_body_util::{BodyExt, Full};
 use aws_credential_types::Credentials;
 use futures_util::StreamExt as _;
 
+use crate::auth::Authenticator;
 use crate::body::{BodyLimits, OutboundBody, SpooledBody};
 use crate::config::Config;
 use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
+use crate::policy::{Decision, Policy, RequestFacts};
 use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
 
@@ -42,6 +45,17 @@ pub struct Proxy {
     /// `http` or `https`: how clients reach this listener (for redirects and cookies).
     scheme: &'static str,
     listen: SocketAddr,
+    policy: Option<Arc<Policy>>,
+    auth: Option<Arc<Authenticator>>,
+}
+
+/// What the pipeline learned about a request, for its access-log line.
+#[derive(Default)]
+struct Notes {
+    principal: Option<String>,
+    /// `allow`, `allow (Sid)`, `deny (Sid)`; `None` without a policy.
+    policy: Option<String>,
+    bytes_in: u64,
 }
 
 impl Proxy {
@@ -62,8 +76,14 @@ impl Proxy {
             credentials,
             limits: config.body,
             response_timeout: config.response_timeout,
-            scheme: "http",
+            scheme: if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             listen: config.listen,
+            policy: config.policy.clone(),
+            auth: config.auth.clone(),
         })
     }
 
@@ -88,17 +108,15 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let (response, bytes_in) = match self.forward(req).await {
-            Ok((response, bytes_in)) => (response, bytes_in),
+        let mut notes = Notes::default();
+        let response = match self.forward(req, peer, &mut notes).await {
+            Ok(response) => response,
             Err(err) => {
                 if err.status().is_server_error() {
                     tracing::warn!(%method, %path, error = %err, "request failed");
                 }
-                (
-                    err.into_response::<Full<Bytes>>()
-                        .map(|b| b.map_err(|never| match never {}).boxed()),
-                    0,
-                )
+                err.into_response::<Full<Bytes>>()
+                    .map(|b| b.map_err(|never| match never {}).boxed())
             }
         };
         let status = response.status();
@@ -110,21 +128,33 @@ impl Proxy {
                     path,
                     status,
                     peer,
-                    bytes_in,
+                    bytes_in: notes.bytes_in,
                     bytes_out: 0,
                     started,
+                    principal: notes.principal,
+                    policy: notes.policy,
                 }),
             }
             .boxed()
         })
     }
 
-    async fn forward<B>(&self, req: Request<B>) -> Result<(Response<ProxyBody>, u64), ProxyError>
+    async fn forward<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+        notes: &mut Notes,
+    ) -> Result<Response<ProxyBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Unpin + Send,
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
+        let principal = match &self.auth {
+            Some(auth) => Some(authenticate(auth, parts.headers.get(header::AUTHORIZATION)).await?),
+            None => None,
+        };
+        notes.principal = principal.clone();
         let path = parts.uri.path();
         if !path.starts_with('/') {
             return Err(ProxyError::BadRequest(format!(
@@ -140,13 +170,20 @@ impl Proxy {
         let uri: Uri = target.parse().map_err(|e| {
             ProxyError::BadRequest(format!("request target cannot be forwarded: {e}"))
         })?;
+        // HTTP/2 clients name the host in :authority, HTTP/1.1 clients in Host.
         let client_view = ClientView {
             scheme: self.scheme,
             authority: parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| self.listen.to_string()),
         };
         let declared_len = match parts.headers.get(header::CONTENT_LENGTH) {
@@ -163,7 +200,39 @@ impl Proxy {
         let client_sent_body =
             declared_len.is_some() || parts.headers.contains_key(header::TRANSFER_ENCODING);
 
+        // The policy decides from the path alone where it can, before a byte of the body is read.
+        let policy_needs_body = match &self.policy {
+            Some(policy) if policy.needs_body(&parts.method, path) => true,
+            Some(policy) => {
+                let facts = RequestFacts {
+                    method: &parts.method,
+                    raw_path: path,
+                    raw_query: parts.uri.query(),
+                    client_ip: peer.ip(),
+                    principal: principal.as_deref(),
+                };
+                enforce(policy.evaluate(&facts, None), notes)?;
+                false
+            }
+            None => false,
+        };
+
         let body = SpooledBody::read(body, declared_len, self.limits).await?;
+        notes.bytes_in = body.len();
+
+        if let (true, Some(policy)) = (policy_needs_body, &self.policy) {
+            let decision = evaluate_with_body(
+                policy.clone(),
+                parts.method.clone(),
+                path.to_string(),
+                parts.uri.query().map(str::to_string),
+                peer,
+                principal.clone(),
+                body.clone(),
+            )
+            .await?;
+            enforce(decision, notes)?;
+        }
 
         let mut headers = parts.headers;
         prepare_request_headers(&mut headers);
@@ -184,7 +253,7 @@ impl Proxy {
         let (mut resp_parts, body_out) = response.into_parts();
         prepare_response_headers(&mut resp_parts.headers, &self.authority, &client_view);
         resp_parts.version = Version::HTTP_11;
-        Ok((Response::from_parts(resp_parts, body_out), body.len()))
+        Ok(Response::from_parts(resp_parts, body_out))
     }
 
     /// Signs and sends. Each of these is retried once, with the same body (bodies are fully
@@ -424,6 +493,88 @@ fn format_offset(offset_ms: i64) -> String {
     format!("{sign}{}", humantime::format_duration(secs))
 }
 
+/// Checks the client's `Authorization` header; bcrypt may run, so off the async workers.
+async fn authenticate(
+    auth: &Arc<Authenticator>,
+    authorization: Option<&HeaderValue>,
+) -> Result<String, ProxyError> {
+    let auth = auth.clone();
+    let authorization = authorization.cloned();
+    let checked = tokio::task::spawn_blocking(move || {
+        (auth.check(authorization.as_ref()), auth.challenges())
+    })
+    .await
+    .map_err(|e| ProxyError::Internal(format!("authentication task failed: {e}")))?;
+    match checked {
+        (Ok(principal), _) => Ok(principal.name().to_string()),
+        (Err(err), challenges) => Err(ProxyError::Unauthorized {
+            reason: err.to_string(),
+            challenges,
+        }),
+    }
+}
+
+/// Evaluates the policy with the body (the indices inside `_bulk`, `_mget`, `_msearch`, …),
+/// off the async workers: a spilled body is read from its file.
+async fn evaluate_with_body(
+    policy: Arc<Policy>,
+    method: Method,
+    raw_path: String,
+    raw_query: Option<String>,
+    peer: SocketAddr,
+    principal: Option<String>,
+    body: SpooledBody,
+) -> Result<Decision, ProxyError> {
+    tokio::task::spawn_blocking(move || {
+        let facts = RequestFacts {
+            method: &method,
+            raw_path: &raw_path,
+            raw_query: raw_query.as_deref(),
+            client_ip: peer.ip(),
+            principal: principal.as_deref(),
+        };
+        let mut reader = body.reader();
+        policy.evaluate(&facts, Some(&mut *reader))
+    })
+    .await
+    .map_err(|e| ProxyError::Internal(format!("policy task failed: {e}")))
+}
+
+/// Turns a policy decision into the request's fate, logging denials with their reason.
+fn enforce(decision: Decision, notes: &mut Notes) -> Result<(), ProxyError> {
+    match decision {
+        Decision::Allow { statement } => {
+            notes.policy = Some(match statement {
+                Some(s) => format!("allow ({s})"),
+                None => "allow".into(),
+            });
+            Ok(())
+        }
+        Decision::Deny {
+            reason,
+            statement,
+            action,
+            resource,
+        } => {
+            tracing::info!(
+                target: "sigv4_proxy::policy",
+                %action,
+                %resource,
+                statement = statement.as_deref().unwrap_or("-"),
+                principal = notes.principal.as_deref().unwrap_or("-"),
+                "denied: {reason}"
+            );
+            notes.policy = Some(format!(
+                "deny ({})",
+                statement.as_deref().unwrap_or("unreadable request")
+            ));
+            Err(ProxyError::Forbidden(format!(
+                "sigv4-proxy policy: {reason}"
+            )))
+        }
+    }
+}
+
 fn find_source<'a, T: std::error::Error + 'static>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
@@ -445,6 +596,8 @@ struct Record {
     bytes_in: u64,
     bytes_out: u64,
     started: Instant,
+    principal: Option<String>,
+    policy: Option<String>,
 }
 
 pin_project_lite::pin_project! {
@@ -477,6 +630,8 @@ fn log_request(r: &Record, complete: bool) {
         bytes_out = r.bytes_out,
         latency_ms = format_args!("{latency_ms:.1}"),
         client = %r.peer,
+        user = r.principal.as_deref().unwrap_or("-"),
+        policy = r.policy.as_deref().unwrap_or("-"),
         complete,
         "request"
     );

@@ -16,17 +16,31 @@ use tokio::net::TcpListener;
 use crate::proxy::Proxy;
 
 /// Server-side connection settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
+    /// Serve HTTPS with this configuration (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long a client may take to send its request headers (slowloris).
     pub header_read_timeout: Duration,
     /// How long in-flight requests may continue after shutdown begins.
     pub drain_timeout: Duration,
 }
 
+impl ServerOptions {
+    /// The listener settings a validated configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> ServerOptions {
+        ServerOptions {
+            tls: config.tls.clone(),
+            drain_timeout: config.drain_timeout,
+            ..ServerOptions::default()
+        }
+    }
+}
+
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
+            tls: None,
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
         }
@@ -67,13 +81,41 @@ pub async fn serve(
                     let proxy = proxy.clone();
                     async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
+                match &options.tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                        tokio::spawn(async move {
+                            if let Err(err) = conn.await {
+                                tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(tls) => {
+                        // The handshake runs in the connection's task, bounded like a header
+                        // read, so a client that never finishes it holds nothing up.
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        let handshake_timeout = options.header_read_timeout;
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(client = %peer, cause = %err, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(client = %peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                            if let Err(err) = conn.await {
+                                tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -84,6 +126,42 @@ pub async fn serve(
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
     }
+}
+
+/// Loads the listener's certificate chain and private key (PEM) into a rustls server
+/// configuration offering HTTP/2 and HTTP/1.1.
+pub fn load_server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read --tls-cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {} is not valid PEM: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--tls-cert {} contains no certificate",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read a private key from --tls-key {}: {e}",
+            key.display()
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("--tls-cert and --tls-key do not make a usable pair: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Binds a listener, with a clear error.

@@ -85,7 +85,7 @@ impl TestProxy {
         let (tx, rx) = oneshot::channel::<()>();
         let options = ServerOptions {
             drain_timeout: Duration::from_secs(5),
-            ..ServerOptions::default()
+            ..ServerOptions::from_config(&config)
         };
         let task = tokio::spawn(server::serve(listener, proxy.clone(), options, async {
             let _ = rx.await;
