@@ -654,7 +654,8 @@ async fn with_the_source_down_requests_succeed_until_expiry_then_get_503_until_i
     let up = upstream(&[]).await;
     let container = FakeContainer::start("t").await;
     container.on_issue(accept_until_expiry(&up));
-    container.set_lifetime(Duration::from_secs(3));
+    // Valid for 3 to 4 s (the expiration has whole seconds).
+    container.set_lifetime(Duration::from_secs(4));
     let proxy = start(&up, &[], &container_env(&container, "t")).await;
     container.set_down(true);
     let started = Instant::now();
@@ -667,7 +668,7 @@ async fn with_the_source_down_requests_succeed_until_expiry_then_get_503_until_i
         fetches_while_down <= 12,
         "{fetches_while_down} fetches: backoff, not one per request"
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     let resp = get(proxy.addr, "/_cluster/health").await;
     assert_eq!(resp.status, 503, "{}", resp.text());
     let reason = resp.json()["error"]["reason"].as_str().unwrap().to_string();

@@ -29,6 +29,11 @@ impl Issued {
     }
 }
 
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
 type OnIssue = Arc<dyn Fn(&Issued) + Send + Sync>;
 
 /// Numbered keys `ASIA<PREFIX>0000000n` valid for `lifetime`.
@@ -63,7 +68,8 @@ impl Issuer {
                     self.prefix.to_lowercase()
                 ),
             ),
-            expiration: SystemTime::now() + *self.lifetime.lock().unwrap(),
+            // Whole seconds, as the services announce it.
+            expiration: whole_seconds(SystemTime::now() + *self.lifetime.lock().unwrap()),
         };
         let callback = self.on_issue.lock().unwrap().clone();
         if let Some(callback) = callback {
