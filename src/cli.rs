@@ -130,6 +130,85 @@ pub struct ProxyArgs {
     )]
     pub response_timeout: String,
 
+    /// TLS handshake with the endpoint, once the TCP connection (or proxy tunnel) is up.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_TLS_HANDSHAKE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub tls_handshake_timeout: String,
+
+    /// Pooled connections to the endpoint idle longer than this are closed (AWS load balancers
+    /// close theirs after 60 s).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_POOL_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "50s"
+    )]
+    pub pool_idle_timeout: String,
+
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection is kept (slow clients, slowloris).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_HEADER_READ_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub header_read_timeout: String,
+
+    /// How long a client may pause while sending a request body; then 408.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_BODY_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub body_idle_timeout: String,
+
+    /// Bound on a whole request, from its headers to the last byte of the response; `off` for
+    /// none (Dashboards queries may run 300 s).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "off"
+    )]
+    pub request_timeout: String,
+
+    /// Largest request head (request line plus headers) a client may send; larger gets 431.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_MAX_HEADER_SIZE",
+        value_name = "SIZE",
+        default_value = "64KiB"
+    )]
+    pub max_header_size: String,
+
+    /// Client connections served at once on each listener; more wait to be accepted until one
+    /// closes.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value = "4096"
+    )]
+    pub max_connections: usize,
+
+    /// Serve this endpoint under a path prefix (e.g. /logs): requests below it are forwarded
+    /// with the prefix removed, redirects and cookie paths get it added back. Several
+    /// `[[route]]`s in a --config file can share one listener this way.
+    #[arg(long, env = "SIGV4_PROXY_PATH_PREFIX", value_name = "PREFIX")]
+    pub path_prefix: Option<String>,
+
+    /// TOML configuration file: every flag has a key (its long name, e.g. `response-timeout`),
+    /// and `[[route]]` tables serve several endpoints. Flags and environment variables override
+    /// the file. SIGHUP reloads it.
+    #[arg(long, env = "SIGV4_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(
         long,

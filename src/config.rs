@@ -35,6 +35,14 @@ pub struct Config {
     pub auth: Option<Arc<Authenticator>>,
     /// HTTPS on the listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `""` or `/prefix` (no trailing slash): where this endpoint sits on its listener.
+    pub path_prefix: String,
+    /// Bound on a whole request, headers in to last byte out; `None`: unbounded.
+    pub request_timeout: Option<Duration>,
+    /// Listener settings; routes sharing a listener must agree on them.
+    pub header_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +196,23 @@ impl Config {
             _ => None,
         };
         let spill = parse_size("--spill-threshold", &args.spill_threshold)?;
+        let max_header_size = parse_size("--max-header-size", &args.max_header_size)?;
+        // hyper's read buffer has a floor of 8 KiB (and asserts it).
+        if !(8 * 1024..=16 * 1024 * 1024).contains(&max_header_size) {
+            return Err(ConfigError(format!(
+                "--max-header-size `{}` must be between 8KiB and 16MiB",
+                args.max_header_size
+            )));
+        }
+        if args.max_connections == 0 {
+            return Err(ConfigError("--max-connections must be at least 1".into()));
+        }
+        let path_prefix = args
+            .path_prefix
+            .as_deref()
+            .map(parse_path_prefix)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Config {
             endpoint,
             service,
@@ -199,18 +224,34 @@ impl Config {
                 connect_to,
                 extra_roots,
                 connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+                tls_handshake_timeout: parse_duration(
+                    "--tls-handshake-timeout",
+                    &args.tls_handshake_timeout,
+                )?,
+                idle_timeout: parse_duration("--pool-idle-timeout", &args.pool_idle_timeout)?,
                 ..UpstreamOptions::default()
             },
             body: BodyLimits {
                 max: max_body,
                 spill_threshold: usize::try_from(spill).unwrap_or(usize::MAX),
-                ..BodyLimits::default()
+                idle_timeout: Some(parse_duration(
+                    "--body-idle-timeout",
+                    &args.body_idle_timeout,
+                )?),
             },
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
             policy,
             auth,
             tls,
+            path_prefix,
+            request_timeout: parse_optional_duration("--request-timeout", &args.request_timeout)?,
+            header_read_timeout: parse_duration(
+                "--header-read-timeout",
+                &args.header_read_timeout,
+            )?,
+            max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
+            max_connections: args.max_connections,
         })
     }
 }
@@ -227,6 +268,30 @@ pub fn parse_size(flag: &str, text: &str) -> Result<u64, ConfigError> {
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text.trim())
         .map_err(|e| ConfigError(format!("{flag} `{text}` is not a duration like 30s: {e}")))
+}
+
+/// Like [`parse_duration`], with `off` (or `none`, `0`) for no limit.
+pub fn parse_optional_duration(flag: &str, text: &str) -> Result<Option<Duration>, ConfigError> {
+    match text.trim() {
+        "off" | "none" | "0" => Ok(None),
+        _ => parse_duration(flag, text).map(Some),
+    }
+}
+
+/// `/logs`, `/logs/` → `/logs`; `/` → `` (no prefix).
+pub fn parse_path_prefix(text: &str) -> Result<String, ConfigError> {
+    let trimmed = text.trim().trim_end_matches('/');
+    let valid = (trimmed.is_empty() || trimmed.starts_with('/'))
+        && !trimmed.contains("//")
+        && trimmed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if !valid || (trimmed.is_empty() && !text.trim().starts_with('/')) {
+        return Err(ConfigError(format!(
+            "--path-prefix `{text}` is not a path like /logs (letters, digits and -._~ between slashes)"
+        )));
+    }
+    Ok(trimmed.to_string())
 }
 
 /// `host:port` or `[v6]:port`.

@@ -68,6 +68,8 @@ pub struct ClientView {
     pub scheme: &'static str,
     /// The authority the client used (its `Host` header), e.g. `localhost:9200`.
     pub authority: String,
+    /// `""` or `/prefix`: the route's path prefix, added back to redirects and cookie paths.
+    pub path_prefix: String,
 }
 
 /// Cleans the endpoint's response headers for the client: hop-by-hop removed, `Location` and
@@ -95,8 +97,9 @@ pub fn prepare_response_headers(
             .iter()
             .map(|v| match v.to_str() {
                 Ok(s) => {
-                    HeaderValue::from_str(&rewrite_set_cookie(s, host, client.scheme == "http"))
-                        .unwrap_or_else(|_| v.clone())
+                    let cookie = rewrite_set_cookie(s, host, client.scheme == "http");
+                    let cookie = prefix_cookie_path(&cookie, &client.path_prefix);
+                    HeaderValue::from_str(&cookie).unwrap_or_else(|_| v.clone())
                 }
                 Err(_) => v.clone(),
             })
@@ -115,6 +118,10 @@ pub fn rewrite_location(
     endpoint_authority: &str,
     client: &ClientView,
 ) -> Option<String> {
+    let prefix = client.path_prefix.as_str();
+    if location.starts_with('/') && !location.starts_with("//") {
+        return (!prefix.is_empty()).then(|| format!("{prefix}{location}"));
+    }
     let rest = location
         .strip_prefix("https://")
         .or_else(|| location.strip_prefix("http://"))?;
@@ -129,7 +136,41 @@ pub fn rewrite_location(
         return None;
     }
     let tail = if tail.is_empty() { "/" } else { tail };
-    Some(format!("{}://{}{}", client.scheme, client.authority, tail))
+    let tail = if tail.starts_with('/') || prefix.is_empty() {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    Some(format!(
+        "{}://{}{prefix}{tail}",
+        client.scheme, client.authority
+    ))
+}
+
+/// `Path=/x` → `Path=/prefix/x` under a route's path prefix, so the browser sends the cookie
+/// back to the proxy's path for it.
+pub fn prefix_cookie_path(cookie: &str, prefix: &str) -> String {
+    if prefix.is_empty() {
+        return cookie.to_string();
+    }
+    let mut parts = cookie.split("; ");
+    let mut out = parts.next().unwrap_or("").to_string();
+    for attr in parts {
+        out.push_str("; ");
+        match attr.split_once('=') {
+            Some((name, value))
+                if name.trim().eq_ignore_ascii_case("path") && value.starts_with('/') =>
+            {
+                let value = value.trim_end_matches('/');
+                out.push_str(&format!("{name}={prefix}{value}"));
+                if value.is_empty() {
+                    out.push('/');
+                }
+            }
+            _ => out.push_str(attr),
+        }
+    }
+    out
 }
 
 /// Drops a `Domain` attribute that names the endpoint (the cookie then belongs to the proxy's
@@ -227,7 +268,45 @@ mod tests {
         ClientView {
             scheme: "http",
             authority: "localhost:9200".into(),
+            path_prefix: String::new(),
         }
+    }
+
+    #[test]
+    fn a_path_prefix_is_added_back_to_redirects_and_cookie_paths() {
+        let ep = "search-x.us-east-1.es.amazonaws.com";
+        let c = ClientView {
+            path_prefix: "/logs".into(),
+            ..client()
+        };
+        assert_eq!(
+            rewrite_location(
+                "https://search-x.us-east-1.es.amazonaws.com/_dashboards/app",
+                ep,
+                &c
+            )
+            .as_deref(),
+            Some("http://localhost:9200/logs/_dashboards/app")
+        );
+        assert_eq!(
+            rewrite_location("https://search-x.us-east-1.es.amazonaws.com?x=1", ep, &c).as_deref(),
+            Some("http://localhost:9200/logs/?x=1")
+        );
+        assert_eq!(
+            rewrite_location("/_dashboards/app", ep, &c).as_deref(),
+            Some("/logs/_dashboards/app")
+        );
+        assert_eq!(rewrite_location("app/home", ep, &c), None);
+        assert_eq!(rewrite_location("//other/x", ep, &c), None);
+        assert_eq!(
+            prefix_cookie_path("a=1; Path=/_dashboards; HttpOnly", "/logs"),
+            "a=1; Path=/logs/_dashboards; HttpOnly"
+        );
+        assert_eq!(
+            prefix_cookie_path("a=1; Path=/", "/logs"),
+            "a=1; Path=/logs/"
+        );
+        assert_eq!(prefix_cookie_path("a=1; Path=/x", ""), "a=1; Path=/x");
     }
 
     #[test]

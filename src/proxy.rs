@@ -47,6 +47,9 @@ pub struct Proxy {
     listen: SocketAddr,
     policy: Option<Arc<Policy>>,
     auth: Option<Arc<Authenticator>>,
+    /// `""` or `/prefix`: removed before forwarding, added back to redirects and cookie paths.
+    path_prefix: String,
+    request_timeout: Option<Duration>,
 }
 
 /// What the pipeline learned about a request, for its access-log line.
@@ -84,6 +87,8 @@ impl Proxy {
             listen: config.listen,
             policy: config.policy.clone(),
             auth: config.auth.clone(),
+            path_prefix: config.path_prefix.clone(),
+            request_timeout: config.request_timeout,
         })
     }
 
@@ -99,6 +104,11 @@ impl Proxy {
         &self.credentials
     }
 
+    /// `""` or `/prefix`: the part of the path that selects this proxy on its listener.
+    pub fn path_prefix(&self) -> &str {
+        &self.path_prefix
+    }
+
     /// Handles one request from `peer`; never fails: errors become JSON responses.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<ProxyBody>
     where
@@ -109,7 +119,21 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut notes = Notes::default();
-        let response = match self.forward(req, peer, &mut notes).await {
+        let deadline = self
+            .request_timeout
+            .map(|limit| (tokio::time::Instant::now() + limit, limit));
+        let forwarded = match deadline {
+            None => self.forward(req, peer, &mut notes).await,
+            Some((at, limit)) => tokio::time::timeout_at(at, self.forward(req, peer, &mut notes))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProxyError::GatewayTimeout(format!(
+                        "the request did not complete within {} (--request-timeout)",
+                        humantime::format_duration(limit)
+                    )))
+                }),
+        };
+        let response = match forwarded {
             Ok(response) => response,
             Err(err) => {
                 if err.status().is_server_error() {
@@ -123,6 +147,7 @@ impl Proxy {
         response.map(|body| {
             AccessLog {
                 inner: body,
+                deadline: deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at))),
                 record: Some(Record {
                     method,
                     path,
@@ -155,7 +180,12 @@ impl Proxy {
             None => None,
         };
         notes.principal = principal.clone();
-        let path = parts.uri.path();
+        // The server only hands over requests under the prefix: `/prefix` or `/prefix/…`.
+        let path = match parts.uri.path().strip_prefix(self.path_prefix.as_str()) {
+            Some("") => "/",
+            Some(rest) if !self.path_prefix.is_empty() => rest,
+            _ => parts.uri.path(),
+        };
         if !path.starts_with('/') {
             return Err(ProxyError::BadRequest(format!(
                 "request target `{}` is not a path",
@@ -173,6 +203,7 @@ impl Proxy {
         // HTTP/2 clients name the host in :authority, HTTP/1.1 clients in Host.
         let client_view = ClientView {
             scheme: self.scheme,
+            path_prefix: self.path_prefix.clone(),
             authority: parts
                 .uri
                 .authority()
@@ -406,8 +437,8 @@ impl Proxy {
             )))),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => {
-                let connect_timeout = find_source::<ConnectError>(&err)
-                    .is_some_and(|c| matches!(c, ConnectError::Timeout(..)));
+                let connect_timeout =
+                    find_source::<ConnectError>(&err).is_some_and(ConnectError::is_timeout);
                 if connect_timeout {
                     return Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
                         "cannot connect to {}: {}",
@@ -606,6 +637,8 @@ pin_project_lite::pin_project! {
     struct AccessLog {
         #[pin]
         inner: ProxyBody,
+        // `--request-timeout`: the body is cut off with an error when it passes.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         record: Option<Record>,
     }
 
@@ -646,6 +679,16 @@ impl Body for AccessLog {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        if let Some(deadline) = this.deadline.as_mut() {
+            if std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
+                *this.deadline = None;
+                tracing::warn!("the response body was still streaming when --request-timeout passed; cutting it off");
+                if let Some(r) = this.record.take() {
+                    log_request(&r, false);
+                }
+                return Poll::Ready(Some(Err("--request-timeout passed".into())));
+            }
+        }
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
