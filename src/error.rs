@@ -26,6 +26,9 @@ pub enum ProxyError {
     /// The request body is larger than `--max-body`.
     #[error("request body is larger than the limit of {limit} bytes (--max-body)")]
     PayloadTooLarge { limit: u64 },
+    /// No route on this listener serves the request's path.
+    #[error("{0}")]
+    NotFound(String),
     /// The request headers are larger than allowed.
     #[error("{0}")]
     HeadersTooLarge(String),
@@ -58,6 +61,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -76,6 +80,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "illegal_argument_exception",
             ProxyError::Unauthorized { .. } => "authentication_exception",
             ProxyError::Forbidden(_) => "security_exception",
+            ProxyError::NotFound(_) => "no_route_exception",
             ProxyError::PayloadTooLarge { .. } => "request_entity_too_large_exception",
             ProxyError::HeadersTooLarge(_) => "request_header_fields_too_large_exception",
             ProxyError::ClientBody(_) => "client_body_exception",

@@ -19,17 +19,20 @@
 //! - [`upstream`]: the pooled rustls client and `--connect-to`.
 //! - [`error`]: the one error type, rendered as OpenSearch-style JSON.
 //!
-//! Around them: [`cli`] (flags), [`config`] (validated configuration), [`endpoint`] (URL →
-//! service and region), [`signals`] (SIGTERM/SIGINT).
+//! Around them: [`cli`] (flags), [`config_file`] (`--config` TOML and `[[route]]`s),
+//! [`config`] (validated configuration), [`listeners`] (one listener per address, SIGHUP
+//! reload), [`endpoint`] (URL → service and region), [`signals`] (SIGTERM/SIGINT/SIGHUP).
 
 pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod listeners;
 pub mod policy;
 pub mod proxy;
 pub mod server;
@@ -43,9 +46,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::config_file::Settings;
 use crate::credentials::{load_sdk_config, CredentialCache};
+use crate::listeners::{BuildProxy, Listeners};
 use crate::proxy::Proxy;
-use crate::server::ServerOptions;
 
 /// Builds the proxy from a validated configuration: loads the AWS configuration (credential
 /// chain, region), resolves credentials once to log where they come from, and builds the client.
@@ -75,19 +79,55 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
     Ok(Arc::new(Proxy::new(config, credentials, region)?))
 }
 
-/// Runs the proxy until `shutdown` completes, then drains in-flight requests.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let proxy = build(&config).await?;
-    let listener = server::bind(config.listen).await?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        endpoint = %config.endpoint.base_url(),
-        service = %config.service,
-        region = proxy.signer().region(),
-        connect_to = ?config.upstream.connect_to,
-        "sigv4-proxy ready"
-    );
-    let options = ServerOptions::from_config(&config);
-    server::serve(listener, proxy, options, shutdown).await;
+/// Runs the proxy until `shutdown` completes, then drains in-flight requests. `argv` is the
+/// command line the settings came from: SIGHUP loads it (and its `--config` file) again.
+/// `settings` should have been through [`with_egress_proxy`].
+pub async fn run(
+    argv: Vec<std::ffi::OsString>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let build: BuildProxy =
+        Arc::new(|config: Config| Box::pin(async move { build(&config).await }));
+    let mut listeners = Listeners::start(&settings, build).await?;
+    let mut reload = signals::reload();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.recv() => {
+                let loaded = Settings::load(&argv).and_then(with_egress_proxy);
+                let result = match loaded {
+                    Ok(settings) => listeners.reload(&settings).await,
+                    Err(err) => Err(err.into()),
+                };
+                match result {
+                    Ok(()) => tracing::info!(file = ?settings.file, "configuration reloaded"),
+                    Err(err) => tracing::error!(cause = format!("{err:#}"), "reload rejected; the previous configuration keeps running"),
+                }
+            }
+        }
+    }
+    listeners.shutdown().await;
     Ok(())
+}
+
+/// Adds `HTTPS_PROXY`/`NO_PROXY` from the environment to every route, as AWS tools honour
+/// them, and logs the routes that use it. A proxy other than `http://` is a configuration error.
+pub fn with_egress_proxy(mut settings: Settings) -> Result<Settings, config::ConfigError> {
+    let matcher = Arc::new(hyper_util::client::proxy::matcher::Matcher::from_env());
+    for config in &mut settings.routes {
+        let (host, port) = match &config.upstream.connect_to {
+            Some((host, port)) => (host.clone(), *port),
+            None => (config.endpoint.host.clone(), config.endpoint.port),
+        };
+        match upstream::egress_proxy_for(&matcher, &host, port).map_err(config::ConfigError)? {
+            Some(proxy) => {
+                tracing::info!(endpoint = %config.endpoint.base_url(), proxy = %proxy, "connecting through the proxy in HTTPS_PROXY");
+                config.upstream.egress_proxy = Some(matcher.clone());
+            }
+            None => config.upstream.egress_proxy = None,
+        }
+    }
+    Ok(settings)
 }

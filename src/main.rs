@@ -5,17 +5,26 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sigv4_proxy::cli::{Cli, LogFormat};
-use sigv4_proxy::config::Config;
+use sigv4_proxy::config_file::Settings;
 use tracing_subscriber::EnvFilter;
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.proxy.verbose, cli.proxy.log_format);
-    let config = match Config::from_args(&cli.proxy) {
-        Ok(config) => config,
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // --help, --version and malformed flags end here, with clap's own messages.
+    let _ = Cli::parse_from(&argv);
+    let settings = match Settings::load(&argv) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("sigv4-proxy: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(settings.verbose, settings.log_format);
+    let settings = match sigv4_proxy::with_egress_proxy(settings) {
+        Ok(settings) => settings,
         Err(err) => {
             eprintln!("sigv4-proxy: {err}");
             return ExitCode::from(EXIT_CONFIG);
@@ -31,7 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sigv4_proxy::run(config, sigv4_proxy::signals::shutdown())) {
+    match runtime.block_on(sigv4_proxy::run(
+        argv,
+        settings,
+        sigv4_proxy::signals::shutdown(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sigv4-proxy: {err:#}");

@@ -1,4 +1,4 @@
-//! Process signals that end the proxy.
+//! Process signals: the ones that end the proxy and the one that reloads it.
 
 /// Completes on the first shutdown signal.
 pub async fn shutdown() {
@@ -24,4 +24,31 @@ pub async fn shutdown() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Yields once per SIGHUP — "reload your configuration", by convention (`kill -HUP`,
+/// `systemctl reload`). Never yields where there is no SIGHUP.
+pub fn reload() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP received: reloading the configuration");
+                        // A reload already queued covers this one too.
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot listen for SIGHUP; reload needs a restart")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::mem::forget(tx);
+    rx
 }
