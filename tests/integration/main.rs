@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod core;
 mod credentials;
+mod ops;
 mod policy;
 mod sigv4_verifier;
 mod upstream_selftest;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod connect_proxy;
 pub mod sigv4;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,509 @@
+//! Operations: the config file and its routes, timeouts and limits, SIGHUP reload, DNS
+//! refresh of pooled connections, and egress through an HTTP CONNECT proxy.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use sigv4_proxy::config::Config;
+use sigv4_proxy::config_file::Settings;
+use sigv4_proxy::credentials::CredentialCache;
+use sigv4_proxy::listeners::{BuildProxy, Listeners};
+use sigv4_proxy::proxy::Proxy;
+use sigv4_proxy::server::{self, ServerOptions};
+use sigv4_proxy::upstream::Resolver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::connect_proxy::ConnectProxy;
+use crate::support::http::{get, raw, send};
+use crate::support::proxy::{provider, upstream_args};
+use crate::support::{Creds, ProxyProcess, Reply, TestProxy, TestUpstream};
+
+const SECRET: &str = "ops/secret+key";
+
+fn creds() -> Creds {
+    Creds::with_token("ASIAOPSTEST", SECRET, "ops-session-token")
+}
+
+fn env_creds() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "ASIAOPSTEST".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+        ("AWS_SESSION_TOKEN".into(), "ops-session-token".into()),
+    ]
+}
+
+async fn upstream() -> TestUpstream {
+    TestUpstream::builder()
+        .service("es")
+        .region("us-east-1")
+        .creds(creds())
+        .start()
+        .await
+}
+
+/// A `[[route]]` pointing at `up` on `listen`.
+fn route(up: &TestUpstream, listen: &str, extra: &str) -> String {
+    format!(
+        "[[route]]\nendpoint = \"https://{}\"\nconnect-to = \"{}\"\nca-bundle = \"{}\"\nlisten = \"{listen}\"\n{extra}\n",
+        up.host_name(),
+        up.addr(),
+        up.ca_bundle_path().display()
+    )
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigv4-proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn load(path: &std::path::Path) -> Settings {
+    let argv: Vec<OsString> = vec!["sigv4-proxy".into(), "--config".into(), path.into()];
+    Settings::load(&argv).expect("valid settings")
+}
+
+/// Builds routes with the test credentials instead of the AWS default chain.
+fn build_with_test_creds() -> BuildProxy {
+    Arc::new(|config: Config| {
+        Box::pin(async move {
+            let region = config.region.clone().expect("region");
+            Ok(Arc::new(Proxy::new(
+                &config,
+                CredentialCache::new(provider(&creds())),
+                region,
+            )?))
+        })
+    })
+}
+
+#[test]
+fn the_example_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sigv4-proxy.toml");
+    let settings = load(&path);
+    assert_eq!(settings.routes.len(), 3);
+    let prefixes: Vec<&str> = settings
+        .routes
+        .iter()
+        .map(|r| r.path_prefix.as_str())
+        .collect();
+    assert_eq!(prefixes, ["", "/metrics", "/traces"]);
+    assert_eq!(
+        sigv4_proxy::config_file::listen_addresses(&settings.routes).len(),
+        2
+    );
+    assert!(settings.routes[1].policy.is_some(), "read-only");
+    assert_eq!(settings.routes[1].response_timeout, Duration::from_secs(60));
+    assert_eq!(settings.routes[0].max_connections, 4096);
+}
+
+#[test]
+fn an_unknown_key_stops_the_binary_with_its_name_and_line() {
+    let (_dir, path) = write_config(
+        "endpoint = \"https://search-a.us-east-1.es.amazonaws.com\"\n# comment\nrespnse-timeout = \"5s\"\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("respnse-timeout") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn two_routes_on_two_listeners_reach_two_upstreams() {
+    let (a, b) = (upstream().await, upstream().await);
+    let text = format!(
+        "{}{}",
+        route(&a, "127.0.0.1:0", ""),
+        route(&b, "127.0.0.2:0", "")
+    );
+    let (_dir, path) = write_config(&text);
+    let listeners = Listeners::start(&load(&path), build_with_test_creds())
+        .await
+        .unwrap();
+    let bound = listeners.bound();
+    let addr_a = bound[&"127.0.0.1:0".parse::<SocketAddr>().unwrap()];
+    let addr_b = bound[&"127.0.0.2:0".parse::<SocketAddr>().unwrap()];
+    assert_eq!(get(addr_a, "/_cat/indices").await.status, 200);
+    assert_eq!(get(addr_b, "/_cluster/health").await.status, 200);
+    assert_eq!(get(addr_b, "/_cluster/health").await.status, 200);
+    assert_eq!((a.request_count(), b.request_count()), (1, 2));
+    assert!(a.last_request().unwrap().verified());
+    assert!(b.last_request().unwrap().verified());
+    listeners.shutdown().await;
+}
+
+#[tokio::test]
+async fn path_prefix_routes_share_a_listener_and_get_their_prefix_back_in_redirects() {
+    let (a, b) = (upstream().await, upstream().await);
+    a.add_route(
+        "GET",
+        "/_dashboards",
+        Reply::redirect(
+            302,
+            &format!("https://{}/_dashboards/app/home", a.host_name()),
+        )
+        .set_cookie("sid=1; Path=/_dashboards; HttpOnly"),
+    );
+    let text = format!(
+        "{}{}",
+        route(&a, "127.0.0.1:0", "path-prefix = \"/logs\""),
+        route(&b, "127.0.0.1:0", "path-prefix = \"/metrics\"")
+    );
+    let (_dir, path) = write_config(&text);
+    let listeners = Listeners::start(&load(&path), build_with_test_creds())
+        .await
+        .unwrap();
+    let addr = *listeners.bound().values().next().unwrap();
+
+    let resp = get(addr, "/logs/_cat/indices?v").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let rec = a.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert_eq!(rec.path_and_query(), "/_cat/indices?v");
+
+    assert_eq!(get(addr, "/metrics").await.status, 200);
+    assert_eq!(b.last_request().unwrap().path_and_query(), "/");
+
+    let resp = get(addr, "/logs/_dashboards").await;
+    assert_eq!(resp.status, 302);
+    assert_eq!(
+        resp.header("location"),
+        Some(format!("http://{addr}/logs/_dashboards/app/home").as_str())
+    );
+    assert_eq!(
+        resp.header("set-cookie"),
+        Some("sid=1; Path=/logs/_dashboards; HttpOnly")
+    );
+
+    for unrouted in ["/", "/logsx/_search", "/other"] {
+        let resp = get(addr, unrouted).await;
+        assert_eq!(resp.status, 404, "{unrouted}");
+        assert_eq!(resp.json()["error"]["type"], "no_route_exception");
+    }
+    assert_eq!((a.request_count(), b.request_count()), (2, 1));
+    listeners.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_changes_nothing() {
+    let (a, b) = (upstream().await, upstream().await);
+    let (_dir, path) = write_config(&route(&a, "127.0.0.1:0", ""));
+    let mut listeners = Listeners::start(&load(&path), build_with_test_creds())
+        .await
+        .unwrap();
+    let addr = *listeners.bound().values().next().unwrap();
+    // A keep-alive connection opened before the reload.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut ask = async |path: &str| {
+        let req = http::Request::get(path)
+            .header("host", addr.to_string())
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        resp.status().as_u16()
+    };
+    assert_eq!(ask("/x").await, 200);
+    std::fs::write(&path, route(&b, "127.0.0.1:0", "")).unwrap();
+    listeners.reload(&load(&path)).await.unwrap();
+    assert_eq!(ask("/y").await, 200, "same connection, new route");
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+    listeners.shutdown().await;
+}
+
+/// Sends SIGHUP to the process and waits (bounded) for `marker` to appear in its log.
+async fn hup_and_wait(proxy: &ProxyProcess, marker: &str, seen_before: usize) {
+    let pid = proxy.child.id().expect("running");
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.stderr().matches(marker).count() <= seen_before {
+        assert!(
+            Instant::now() < deadline,
+            "no `{marker}` after SIGHUP:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file_and_keeps_the_old_configuration_when_the_new_one_is_broken() {
+    let up = upstream().await;
+    let (_dir, path) = write_config(&route(&up, "127.0.0.1:0", ""));
+    let args: Vec<String> = vec!["--config".into(), path.display().to_string()];
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    let put = |addr| async move { send(addr, "PUT", "/idx", &[], "{}").await.status };
+    assert_eq!(put(proxy.addr).await, 200);
+
+    // Same listener, now read-only: the listener keeps its port, PUT is refused.
+    std::fs::write(&path, route(&up, "127.0.0.1:0", "read-only = true")).unwrap();
+    hup_and_wait(&proxy, "configuration reloaded", 0).await;
+    assert_eq!(put(proxy.addr).await, 403);
+    assert_eq!(get(proxy.addr, "/idx/_search").await.status, 200);
+
+    // A broken file: rejected with the key and line, and the read-only config stays.
+    std::fs::write(
+        &path,
+        format!("{}bogus-key = 1\n", route(&up, "127.0.0.1:0", "")),
+    )
+    .unwrap();
+    hup_and_wait(&proxy, "reload rejected", 0).await;
+    let log = proxy.stderr();
+    assert!(log.contains("bogus-key") && log.contains("line 6"), "{log}");
+    assert_eq!(put(proxy.addr).await, 403);
+    assert_eq!(get(proxy.addr, "/").await.status, 200);
+    assert!(proxy.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--header-read-timeout", "1s"]).await;
+    let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let dripping = tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        for i in 0..100 {
+            if slow
+                .write_all(format!("X-Drip-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+        started.elapsed()
+    });
+    assert_eq!(get(proxy.addr(), "/_cluster/health").await.status, 200);
+    let cut_after = tokio::time::timeout(Duration::from_secs(10), dripping)
+        .await
+        .expect("the slow client was cut off")
+        .unwrap();
+    assert!(
+        cut_after >= Duration::from_millis(900) && cut_after < Duration::from_secs(5),
+        "cut off after {cut_after:?}"
+    );
+    assert_eq!(get(proxy.addr(), "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--max-header-size", "16KiB"]).await;
+    let big = "a".repeat(20 * 1024);
+    let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let reply = raw(proxy.addr(), request.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let fits = "a".repeat(8 * 1024);
+    let resp = send(proxy.addr(), "GET", "/", &[("x-big", &fits)], Bytes::new()).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.request_count(), 1);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--max-connections", "2"]).await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(proxy.addr()).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf))
+            .await
+            .is_err(),
+        "the third connection waits"
+    );
+    drop(held.pop());
+    let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert_eq!(up.request_count(), 3);
+}
+
+#[tokio::test]
+async fn request_body_and_tls_handshake_timeouts() {
+    let up = TestUpstream::builder()
+        .service("es")
+        .region("us-east-1")
+        .creds(creds())
+        .route(
+            "GET",
+            "/slow",
+            Reply::text(200, "late").stall(Duration::from_secs(5)),
+        )
+        .start()
+        .await;
+    let proxy = TestProxy::start(
+        &up,
+        &creds(),
+        &["--request-timeout", "1s", "--body-idle-timeout", "500ms"],
+    )
+    .await;
+    let started = Instant::now();
+    let resp = get(proxy.addr(), "/slow").await;
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    assert!(resp.text().contains("--request-timeout"));
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    let reply = raw(
+        proxy.addr(),
+        b"PUT /idx HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+
+    // An endpoint that accepts TCP and never answers the TLS ClientHello.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap().to_string();
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = mute.accept().await {
+            open.push(s);
+        }
+    });
+    let proxy = TestProxy::start(
+        &up,
+        &creds(),
+        &[
+            "--connect-to",
+            &mute_addr,
+            "--tls-handshake-timeout",
+            "500ms",
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let resp = get(proxy.addr(), "/").await;
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    assert!(resp.text().contains("TLS handshake"), "{}", resp.text());
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn dns_changes_retire_pooled_connections_to_vanished_addresses() {
+    let a = upstream().await;
+    let b = TestUpstream::builder()
+        .service("es")
+        .region("us-east-1")
+        .creds(creds())
+        .pki(a.pki().clone())
+        .host_name(a.host_name())
+        .start()
+        .await;
+    let answer = Arc::new(Mutex::new(a.addr()));
+    let argv = [
+        "sigv4-proxy".to_string(),
+        format!("https://{}", a.host_name()),
+        "--ca-bundle".into(),
+        a.ca_bundle_path().display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let cli = sigv4_proxy::cli::Cli::try_parse_from(&argv).unwrap();
+    let mut config = Config::from_args(&cli.proxy).unwrap();
+    let current = answer.clone();
+    config.upstream.resolver = Resolver::from_fn(move |_, _| Ok(vec![*current.lock().unwrap()]));
+    config.upstream.dns_refresh = Duration::from_millis(200);
+    let proxy = Arc::new(
+        Proxy::new(
+            &config,
+            CredentialCache::new(provider(&creds())),
+            "us-east-1".into(),
+        )
+        .unwrap(),
+    );
+    let listener = server::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(
+        listener,
+        proxy,
+        ServerOptions::from_config(&config),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    assert_eq!(get(addr, "/1").await.status, 200);
+    *answer.lock().unwrap() = b.addr();
+    // Until the refresh, the pooled connection to the old address is still used.
+    assert_eq!(get(addr, "/2").await.status, 200);
+    assert_eq!((a.request_count(), b.request_count()), (2, 0));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get(addr, "/3").await.status, 200);
+    assert_eq!((a.request_count(), b.request_count()), (2, 1));
+    assert!(b.last_request().unwrap().verified());
+    assert_eq!(a.connections_accepted(), 1);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+#[tokio::test]
+async fn https_proxy_tunnels_the_tls_and_no_proxy_bypasses_it() {
+    let up = upstream().await;
+    let egress = ConnectProxy::start().await;
+    let mut env = env_creds();
+    env.push(("HTTPS_PROXY".into(), egress.url()));
+    let mut proxy = ProxyProcess::start(&upstream_args(&up), &env).await;
+    assert_eq!(get(proxy.addr, "/_cat/indices").await.status, 200);
+    assert_eq!(get(proxy.addr, "/_cat/health").await.status, 200);
+    assert_eq!(egress.tunnels(), 1, "one pooled connection, one tunnel");
+    assert_eq!(egress.targets(), [up.addr().to_string()]);
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert_eq!(rec.sni.as_deref(), Some(up.host_name()), "TLS end to end");
+    assert!(proxy.terminate().await.success());
+
+    env.push(("NO_PROXY".into(), "localhost,127.0.0.1".into()));
+    let mut proxy = ProxyProcess::start(&upstream_args(&up), &env).await;
+    assert_eq!(get(proxy.addr, "/").await.status, 200);
+    assert_eq!(egress.tunnels(), 1, "NO_PROXY: direct");
+    assert_eq!(up.request_count(), 3);
+    assert!(proxy.terminate().await.success());
+}
