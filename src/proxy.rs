@@ -133,6 +133,8 @@ impl Proxy {
                     )))
                 }),
         };
+        // Errors the proxy makes itself are short and complete: no deadline on their bodies.
+        let forwarded_ok = forwarded.is_ok();
         let response = match forwarded {
             Ok(response) => response,
             Err(err) => {
@@ -147,7 +149,9 @@ impl Proxy {
         response.map(|body| {
             AccessLog {
                 inner: body,
-                deadline: deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at))),
+                deadline: deadline
+                    .filter(|_| forwarded_ok)
+                    .map(|(at, _)| Box::pin(tokio::time::sleep_until(at))),
                 record: Some(Record {
                     method,
                     path,

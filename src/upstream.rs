@@ -231,8 +231,8 @@ pub enum ConnectError {
     Io(SocketAddr, std::io::Error),
     #[error("request URI has no host")]
     NoHost,
-    #[error("tunnel through the proxy {0} to {1}: {2}")]
-    Tunnel(Uri, String, String),
+    #[error("tunnel through the proxy {0}: {1}")]
+    Tunnel(String, String),
     #[error("TLS handshake with {0} timed out after {1:?}")]
     TlsTimeout(String, Duration),
     #[error("TLS handshake with {0}: {1}")]
@@ -289,8 +289,7 @@ impl tower::Service<Uri> for Connector {
                     }
                     let io = tunnel.oneshot(uri_for(&host, port)).await.map_err(|e| {
                         ConnectError::Tunnel(
-                            proxy.clone(),
-                            label.clone(),
+                            format!("{proxy} to {label}"),
                             crate::credentials::error_chain(&e),
                         )
                     })?;
@@ -564,7 +563,7 @@ impl Live {
 
     /// Poisons the connections to `host:port` whose peer is not in `answer`; returns how many.
     fn retire(&self, host: &str, port: u16, answer: &[SocketAddr]) -> usize {
-        let ips: HashSet<IpAddr> = answer.iter().map(|a| a.ip()).collect();
+        let current: HashSet<(IpAddr, u16)> = answer.iter().map(|a| (a.ip(), a.port())).collect();
         let Ok(mut conns) = self.conns.lock() else {
             return 0;
         };
@@ -573,7 +572,7 @@ impl Live {
             if conn.retired || conn.host != host || conn.port != port {
                 continue;
             }
-            if !ips.contains(&conn.peer.ip()) {
+            if !current.contains(&(conn.peer.ip(), conn.peer.port())) {
                 conn.retired = true;
                 retired += 1;
                 if let Some(c) = conn.capture.as_ref() {

@@ -228,6 +228,19 @@ async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_change
     listeners.reload(&load(&path)).await.unwrap();
     assert_eq!(ask("/y").await, 200, "same connection, new route");
     assert_eq!((a.request_count(), b.request_count()), (1, 1));
+
+    // A new listener whose address is taken: the whole reload is refused, nothing changes.
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let text = format!(
+        "{}{}",
+        route(&a, "127.0.0.1:0", ""),
+        route(&a, &taken.local_addr().unwrap().to_string(), "")
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = listeners.reload(&load(&path)).await.unwrap_err();
+    assert!(format!("{err:#}").contains("cannot listen"), "{err:#}");
+    assert_eq!(ask("/z").await, 200);
+    assert_eq!((a.request_count(), b.request_count()), (1, 2));
     listeners.shutdown().await;
 }
 
@@ -272,7 +285,10 @@ async fn sighup_reloads_the_file_and_keeps_the_old_configuration_when_the_new_on
     .unwrap();
     hup_and_wait(&proxy, "reload rejected", 0).await;
     let log = proxy.stderr();
-    assert!(log.contains("bogus-key") && log.contains("line 6"), "{log}");
+    assert!(
+        log.contains("`bogus-key`") && log.contains("line 7"),
+        "{log}"
+    );
     assert_eq!(put(proxy.addr).await, 403);
     assert_eq!(get(proxy.addr, "/").await.status, 200);
     assert!(proxy.terminate().await.success());
