@@ -33,6 +33,8 @@ pub struct Config {
     pub auth: Option<Arc<Authenticator>>,
     /// HTTPS on the listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`--admin-listen`).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,7 @@ impl Config {
             policy,
             auth,
             tls,
+            admin_listen: args.admin_listen,
         })
     }
 }

@@ -21,15 +21,21 @@
 //!
 //! Around them: [`cli`] (flags), [`config`] (validated configuration), [`endpoint`] (URL →
 //! service and region), [`signals`] (SIGTERM/SIGINT).
+//!
+//! Operations: [`metrics`] (what the proxy counts), [`admin`] (`--admin-listen`: `/healthz`,
+//! `/readyz`, `/metrics`), [`check`] (`sigv4-proxy check`: step-by-step diagnosis).
 
+pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;
@@ -44,6 +50,7 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::credentials::{load_sdk_config, CredentialCache};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::server::ServerOptions;
 
@@ -60,16 +67,30 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
     let provider = sdk
         .credentials_provider()
         .context("the AWS configuration has no credentials provider")?;
-    let credentials = CredentialCache::new(provider);
+    let metrics = Arc::new(Metrics::new());
+    let credentials = CredentialCache::new(metrics.count_credentials(provider));
     if let Err(err) = credentials.get().await {
         tracing::warn!(cause = %err, "no AWS credentials yet; requests will get 503 until credentials can be loaded");
     }
-    Ok(Arc::new(Proxy::new(config, credentials, region)?))
+    Ok(Arc::new(Proxy::with_metrics(
+        config,
+        credentials,
+        region,
+        metrics,
+    )?))
 }
 
 /// Runs the proxy until `shutdown` completes, then drains in-flight requests.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let proxy = build(&config).await?;
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let listener = admin::bind(addr).await?;
+            tracing::info!(admin = %listener.local_addr()?, "admin listener ready: /healthz /readyz /metrics");
+            Some(tokio::spawn(admin::serve(listener, proxy.clone())))
+        }
+        None => None,
+    };
     let listener = server::bind(config.listen).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -81,5 +102,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
     let options = ServerOptions::from_config(&config);
     server::serve(listener, proxy, options, shutdown).await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     Ok(())
 }

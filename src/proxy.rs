@@ -21,6 +21,7 @@ use crate::credentials::{error_chain, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::policy::{Decision, Policy, RequestFacts};
 use crate::signing::{wire_query, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
@@ -44,6 +45,9 @@ pub struct Proxy {
     listen: SocketAddr,
     policy: Option<Arc<Policy>>,
     auth: Option<Arc<Authenticator>>,
+    metrics: Arc<Metrics>,
+    /// The `route` label of this proxy's metrics.
+    route: String,
 }
 
 /// What the pipeline learned about a request, for its access-log line.
@@ -62,7 +66,20 @@ impl Proxy {
         credentials: CredentialCache,
         region: String,
     ) -> Result<Proxy, ProxyError> {
-        let client = build_client(&config.upstream)
+        Self::with_metrics(config, credentials, region, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Proxy::new`], recording into `metrics` (shared with the admin listener and the
+    /// credential provider).
+    pub fn with_metrics(
+        config: &Config,
+        credentials: CredentialCache,
+        region: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, ProxyError> {
+        let mut upstream = config.upstream.clone();
+        upstream.open_connections = Some(metrics.upstream_connections());
+        let client = build_client(&upstream)
             .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
         Ok(Proxy {
             authority: config.endpoint.authority(),
@@ -81,7 +98,32 @@ impl Proxy {
             listen: config.listen,
             policy: config.policy.clone(),
             auth: config.auth.clone(),
+            metrics,
+            route: config.endpoint.host.clone(),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Signs and sends a body-less request to the endpoint through the pooled client, exactly as
+    /// a client's request would be: the readiness probe and `sigv4-proxy check` use it.
+    pub async fn send_signed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+        let uri: Uri = format!("{}{path_and_query}", self.base_url)
+            .parse()
+            .map_err(|e| ProxyError::BadRequest(format!("`{path_and_query}`: {e}")))?;
+        let mut headers = HeaderMap::new();
+        let host = HeaderValue::from_str(&self.authority).map_err(|e| {
+            ProxyError::Internal(format!("endpoint host is not a header value: {e}"))
+        })?;
+        headers.insert(header::HOST, host);
+        self.send_with_retry(&method, &uri, &headers, &SpooledBody::empty())
+            .await
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -106,9 +148,14 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut notes = Notes::default();
+        let mut request_metrics = self.metrics.request_started(&self.route);
         let response = match self.forward(req, peer, &mut notes).await {
             Ok(response) => response,
             Err(err) => {
+                request_metrics.answered_by_proxy();
+                if matches!(err, ProxyError::Forbidden(_)) {
+                    self.metrics.policy_denied();
+                }
                 if err.status().is_server_error() {
                     tracing::warn!(%method, %path, error = %err, "request failed");
                 }
@@ -130,6 +177,7 @@ impl Proxy {
                     started,
                     principal: notes.principal,
                     policy: notes.policy,
+                    metrics: request_metrics,
                 }),
             }
             .boxed()
@@ -215,6 +263,9 @@ impl Proxy {
         };
 
         let body = SpooledBody::read(body, declared_len, self.limits).await?;
+        if body.is_spilled() {
+            self.metrics.body_spilled();
+        }
         notes.bytes_in = body.len();
 
         if let (true, Some(policy)) = (policy_needs_body, &self.policy) {
@@ -291,6 +342,7 @@ impl Proxy {
             for (name, value) in signed {
                 request.headers_mut().insert(name, value);
             }
+            let sent = Instant::now();
             match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
                 Err(_) => {
                     return Err(ProxyError::GatewayTimeout(format!(
@@ -299,7 +351,10 @@ impl Proxy {
                         humantime::format_duration(self.response_timeout)
                     )))
                 }
-                Ok(Ok(response)) => return Ok(response),
+                Ok(Ok(response)) => {
+                    self.metrics.upstream_answered(&self.route, sent.elapsed());
+                    return Ok(response);
+                }
                 Ok(Err(err)) => {
                     let connect_timeout = find_source::<ConnectError>(&err)
                         .is_some_and(|c| matches!(c, ConnectError::Timeout(..)));
@@ -312,6 +367,7 @@ impl Proxy {
                     }
                     if !err.is_connect() && attempt == 1 {
                         tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a fresh connection");
+                        self.metrics.retried();
                         continue;
                     }
                     let what = if err.is_connect() {
@@ -435,6 +491,8 @@ struct Record {
     started: Instant,
     principal: Option<String>,
     policy: Option<String>,
+    /// Keeps the request counted as in flight until the record is dropped.
+    metrics: RequestMetrics,
 }
 
 pin_project_lite::pin_project! {
@@ -457,6 +515,8 @@ pin_project_lite::pin_project! {
 }
 
 fn log_request(r: &Record, complete: bool) {
+    r.metrics
+        .finish(&r.method, r.status, r.bytes_in, r.bytes_out);
     let latency_ms = r.started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         target: "sigv4_proxy::access",

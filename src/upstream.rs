@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
 
@@ -31,6 +33,8 @@ pub struct UpstreamOptions {
     /// load balancers, so the proxy closes first instead of racing a server-side close.
     pub idle_timeout: Duration,
     pub max_idle_per_host: usize,
+    /// Counts open TCP connections to the endpoint (the `/metrics` gauge).
+    pub open_connections: Option<Gauge>,
 }
 
 impl Default for UpstreamOptions {
@@ -41,6 +45,7 @@ impl Default for UpstreamOptions {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(50),
             max_idle_per_host: 256,
+            open_connections: None,
         }
     }
 }
@@ -49,17 +54,7 @@ pub type UpstreamClient = Client<HttpsConnector<TcpConnector>, OutboundBody>;
 
 /// Builds the pooled client.
 pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in &options.extra_roots {
-        roots.add(cert.clone())?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = tls_client_config(options)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
@@ -68,6 +63,7 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
         .wrap_connector(TcpConnector {
             connect_to: options.connect_to.clone().map(Arc::new),
             timeout: options.connect_timeout,
+            open_connections: options.open_connections.clone(),
         });
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -79,12 +75,34 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
         .build(https))
 }
 
+/// The roots trusted for the endpoint's certificate: web PKI plus `--ca-bundle`.
+pub fn root_store(options: &UpstreamOptions) -> Result<rustls::RootCertStore, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in &options.extra_roots {
+        roots.add(cert.clone())?;
+    }
+    Ok(roots)
+}
+
+/// The endpoint's TLS settings: web PKI roots plus `--ca-bundle`, ring, TLS 1.2 and 1.3.
+pub fn tls_client_config(options: &UpstreamOptions) -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = root_store(options)?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// Opens TCP connections to the endpoint (or the `--connect-to` address), with a timeout and
 /// `TCP_NODELAY`, trying each resolved address in turn.
 #[derive(Clone, Debug)]
 pub struct TcpConnector {
     connect_to: Option<Arc<(String, u16)>>,
     timeout: Duration,
+    open_connections: Option<Gauge>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +120,7 @@ pub enum ConnectError {
 }
 
 impl tower::Service<Uri> for TcpConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<CountedStream>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -134,7 +152,10 @@ impl tower::Service<Uri> for TcpConnector {
                 match tokio::time::timeout(connector.timeout, TcpStream::connect(addr)).await {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
-                        return Ok(TokioIo::new(stream));
+                        return Ok(TokioIo::new(CountedStream::new(
+                            stream,
+                            connector.open_connections.clone(),
+                        )));
                     }
                     Ok(Err(e)) => last = ConnectError::Io(addr, e),
                     Err(_) => last = ConnectError::Timeout(label.clone(), connector.timeout),
@@ -142,6 +163,78 @@ impl tower::Service<Uri> for TcpConnector {
             }
             Err(last)
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A TCP stream that counts itself in the open-connections gauge while it lives.
+    pub struct CountedStream {
+        #[pin]
+        stream: TcpStream,
+        gauge: Option<Gauge>,
+    }
+
+    impl PinnedDrop for CountedStream {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(g) = this.project().gauge.take() {
+                g.dec();
+            }
+        }
+    }
+}
+
+impl CountedStream {
+    fn new(stream: TcpStream, gauge: Option<Gauge>) -> CountedStream {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        CountedStream { stream, gauge }
+    }
+}
+
+impl tokio::io::AsyncRead for CountedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().stream.poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().stream.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().stream.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().stream.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().stream.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl Connection for CountedStream {
+    fn connected(&self) -> Connected {
+        self.stream.connected()
     }
 }
 
