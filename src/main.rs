@@ -49,7 +49,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     init_tracing_with(
         args.proxy.verbose,
         args.proxy.log_format,
-        "warn,aws_config=error,aws_smithy_runtime=error",
+        "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error",
     );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

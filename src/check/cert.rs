@@ -222,6 +222,36 @@ mod tests {
     }
 
     #[test]
+    fn reads_subject_issuer_expiry_and_names_of_a_real_certificate() {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Corp Inspection CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec![
+            "*.us-east-1.es.amazonaws.com".to_string(),
+            "localhost".to_string(),
+        ])
+        .unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "*.us-east-1.es.amazonaws.com");
+        leaf.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        leaf.not_after = rcgen::date_time_ymd(2030, 6, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let s = summarize(leaf.der()).unwrap();
+        assert_eq!(s.subject, "CN=*.us-east-1.es.amazonaws.com, O=Example");
+        assert_eq!(s.issuer, "CN=Corp Inspection CA");
+        assert_eq!(
+            humantime::format_rfc3339_seconds(s.not_after.unwrap()).to_string(),
+            "2030-06-01T00:00:00Z"
+        );
+        assert_eq!(s.dns_names, ["*.us-east-1.es.amazonaws.com", "localhost"]);
+    }
+
+    #[test]
     fn times_in_both_forms() {
         let t = time(0x17, b"261231235959Z").unwrap();
         assert_eq!(

@@ -670,14 +670,17 @@ fn clock_step(
         report.skip("clock", "skipped: the answer has no Date header");
         return;
     };
-    // `Date` has whole seconds: within [sent - 1 s, received] the clocks agree.
-    let (ahead, skew) = if date > received {
-        (true, date.duration_since(received).unwrap_or_default())
-    } else {
-        let floor = sent - Duration::from_secs(1);
-        (false, floor.duration_since(date).unwrap_or_default())
+    // `Date` has whole seconds: the endpoint's time was date + 0.5 s ± 0.5 s, somewhere between
+    // sending and receiving; compare with the middle of that window.
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
     };
-    let skew = Duration::from_secs(skew.as_secs());
+    let local = (secs(sent) + secs(received)) / 2.0;
+    let offset = (secs(date) + 0.5 - local).round();
+    let ahead = offset > 0.0;
+    let skew = Duration::from_secs(offset.abs() as u64);
     if skew < Duration::from_secs(2) {
         report.pass(
             "clock",

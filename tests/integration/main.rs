@@ -2,6 +2,8 @@
 
 mod support;
 
+mod admin;
+mod check;
 mod cli;
 mod core;
 mod policy;
