@@ -77,6 +77,38 @@ pub struct ProxyArgs {
     #[arg(long, env = "SIGV4_PROXY_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
 
+    /// IAM role to assume (STS AssumeRole) with the credentials of the default chain; refreshed
+    /// before it expires like any temporary credentials.
+    #[arg(long, env = "SIGV4_PROXY_ROLE_ARN", value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// Session name for --role-arn (shows in CloudTrail and in the assumed-role ARN).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_ROLE_SESSION_NAME",
+        value_name = "NAME",
+        requires = "role_arn"
+    )]
+    pub role_session_name: Option<String>,
+
+    /// External ID for --role-arn, when the role's trust policy requires one.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_EXTERNAL_ID",
+        value_name = "ID",
+        requires = "role_arn"
+    )]
+    pub external_id: Option<String>,
+
+    /// Lifetime of the --role-arn session (15m to 12h; default 1h, STS's default).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_ROLE_DURATION",
+        value_name = "DURATION",
+        requires = "role_arn"
+    )]
+    pub role_duration: Option<String>,
+
     /// Extra PEM root certificates trusted for the endpoint, on top of the web PKI roots.
     #[arg(long, env = "SIGV4_PROXY_CA_BUNDLE", value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,

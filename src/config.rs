@@ -23,6 +23,8 @@ pub struct Config {
     pub region: Option<String>,
     pub listen: SocketAddr,
     pub profile: Option<String>,
+    /// `--role-arn`: a role assumed on top of the default chain.
+    pub role: Option<AssumeRole>,
     pub upstream: UpstreamOptions,
     pub body: BodyLimits,
     pub response_timeout: Duration,
@@ -40,6 +42,67 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// An IAM role to assume with the credentials of the default chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    /// `None`: STS's default (one hour).
+    pub duration: Option<Duration>,
+}
+
+impl AssumeRole {
+    fn from_args(args: &ProxyArgs) -> Result<Option<AssumeRole>, ConfigError> {
+        let Some(arn) = args.role_arn.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let is_role_arn = arn.starts_with("arn:")
+            && arn.split(':').count() == 6
+            && arn
+                .split(':')
+                .nth(5)
+                .is_some_and(|r| r.starts_with("role/") && r.len() > 5);
+        if !is_role_arn {
+            return Err(ConfigError(format!(
+                "--role-arn `{arn}` is not a role ARN like arn:aws:iam::123456789012:role/search-reader"
+            )));
+        }
+        let session_name = args
+            .role_session_name
+            .clone()
+            .unwrap_or_else(|| "sigv4-proxy".into());
+        let valid_name = (2..=64).contains(&session_name.len())
+            && session_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+        if !valid_name {
+            return Err(ConfigError(format!(
+                "--role-session-name `{session_name}` must be 2 to 64 characters of letters, digits and +=,.@_-"
+            )));
+        }
+        let duration = args
+            .role_duration
+            .as_deref()
+            .map(|d| parse_duration("--role-duration", d))
+            .transpose()?;
+        if let Some(d) = duration {
+            if d < Duration::from_secs(15 * 60) || d > Duration::from_secs(12 * 3600) {
+                return Err(ConfigError(format!(
+                    "--role-duration {} is outside what STS allows (15m to 12h, and at most the role's maximum session duration)",
+                    humantime::format_duration(d)
+                )));
+            }
+        }
+        Ok(Some(AssumeRole {
+            arn: arn.to_string(),
+            session_name,
+            external_id: args.external_id.clone(),
+            duration,
+        }))
+    }
+}
 
 impl Config {
     pub fn from_args(args: &ProxyArgs) -> Result<Config, ConfigError> {
@@ -133,6 +196,7 @@ impl Config {
             region,
             listen: args.listen,
             profile: args.profile.clone(),
+            role: AssumeRole::from_args(args)?,
             upstream: UpstreamOptions {
                 connect_to,
                 extra_roots,
@@ -238,6 +302,75 @@ mod tests {
         .unwrap();
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.service, Service::Aoss);
+    }
+
+    #[test]
+    fn role_flags_are_checked() {
+        let url = "https://x.us-east-1.es.amazonaws.com";
+        assert_eq!(config(&[url]).unwrap().role, None);
+        let c = config(&["--role-arn", "arn:aws:iam::123456789012:role/search", url]).unwrap();
+        assert_eq!(
+            c.role,
+            Some(AssumeRole {
+                arn: "arn:aws:iam::123456789012:role/search".into(),
+                session_name: "sigv4-proxy".into(),
+                external_id: None,
+                duration: None,
+            })
+        );
+        let c = config(&[
+            "--role-arn",
+            "arn:aws-cn:iam::123456789012:role/path/search",
+            "--role-session-name",
+            "laptop@me",
+            "--external-id",
+            "xyz",
+            "--role-duration",
+            "2h",
+            url,
+        ])
+        .unwrap()
+        .role
+        .unwrap();
+        assert_eq!(
+            (
+                c.session_name.as_str(),
+                c.external_id.as_deref(),
+                c.duration
+            ),
+            ("laptop@me", Some("xyz"), Some(Duration::from_secs(7200)))
+        );
+        for (args, flag) in [
+            (&["--role-arn", "search-role"][..], "--role-arn"),
+            (&["--role-arn", "arn:aws:iam::1:user/bob"][..], "--role-arn"),
+            (
+                &[
+                    "--role-arn",
+                    "arn:aws:iam::1:role/r",
+                    "--role-session-name",
+                    "has space",
+                ][..],
+                "--role-session-name",
+            ),
+            (
+                &[
+                    "--role-arn",
+                    "arn:aws:iam::1:role/r",
+                    "--role-duration",
+                    "5m",
+                ][..],
+                "--role-duration",
+            ),
+        ] {
+            let mut argv = args.to_vec();
+            argv.push(url);
+            let err = config(&argv).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+        // The role options need --role-arn (clap says so).
+        assert!(
+            crate::cli::Cli::try_parse_from(["sigv4-proxy", "--external-id", "x", url]).is_err()
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! `SdkConfig::credentials_provider()` does not cache: every call would fetch again (an IMDS or
 //! STS round trip per request). [`CredentialCache`] fetches once, serves every request from
-//! memory, refreshes ahead of expiry with a single fetch however many requests are waiting, and
-//! keeps using credentials that are still valid when a refresh fails.
+//! memory, refreshes ahead of expiry in the background with a single fetch, keeps using
+//! credentials that are still valid while the source is down (retrying with backoff), and
+//! replaces credentials the endpoint rejected ([`CredentialCache::replace_rejected`]).
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
@@ -16,7 +18,9 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
 use aws_types::SdkConfig;
 
+use crate::config::AssumeRole;
 use crate::error::ProxyError;
+use crate::signing::Clock;
 
 /// Loads the AWS SDK configuration (credential chain, region) for an optional profile.
 pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
@@ -33,10 +37,55 @@ pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> Sdk
     loader.load().await
 }
 
-/// Longest time before expiry at which a refresh starts.
+/// The role in `role`, assumed with the credentials `base` provides (uncached: the assume-role
+/// provider asks it only when it calls STS). STS is reached through the SDK configuration's
+/// HTTP client and endpoint settings (`AWS_ENDPOINT_URL_STS` included).
+pub async fn assume_role(
+    role: &AssumeRole,
+    sdk: &SdkConfig,
+    base: SharedCredentialsProvider,
+) -> SharedCredentialsProvider {
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.arn.clone())
+        .configure(sdk)
+        .session_name(role.session_name.clone());
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id.clone());
+    }
+    if let Some(duration) = role.duration {
+        builder = builder.session_length(duration);
+    }
+    SharedCredentialsProvider::new(builder.build_from_provider(base).await)
+}
+
+/// Longest time before expiry at which a refresh starts (the AWS SDKs use the same).
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Credentials are not used during the last part of their life (at most this long), so a
+/// request signed just before expiry does not arrive after it.
+const MAX_EXPIRY_BUFFER: Duration = Duration::from_secs(5);
+/// First wait after a failed refresh while the current credentials are still valid; doubles on
+/// each failure up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// Retries never come closer together than this.
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// With no usable credentials, requests within this long of a failed fetch get its error at once
+/// instead of asking the source again.
+const FOREGROUND_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The endpoint rejecting a key fetched less than this long ago does not fetch again.
+const MIN_REJECTION_REFETCH: Duration = Duration::from_secs(1);
+/// A fetch that takes longer than this counts as failed (aws-config's providers have their own,
+/// shorter timeouts; this only bounds a hung source).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Caches credentials from any provider; cheap to clone.
+///
+/// - Requests are served from memory; the provider is asked once however many wait.
+/// - Refreshes start ahead of expiry (half the lifetime, at most five minutes before) and run in
+///   the background while the current credentials are still usable: no request waits for them.
+/// - A failed refresh keeps the current credentials and is retried with backoff (0.5 s doubling
+///   to 30 s, closer together as expiry nears), never on every request.
+/// - Only when no usable credentials are left does a request wait for a fetch, and only when
+///   that fails does it get a 503 saying what failed.
 #[derive(Clone)]
 pub struct CredentialCache {
     inner: Arc<Inner>,
@@ -44,109 +93,288 @@ pub struct CredentialCache {
 
 struct Inner {
     provider: SharedCredentialsProvider,
-    current: RwLock<Option<Cached>>,
+    clock: Arc<Clock>,
+    state: Mutex<State>,
+    /// Held for the duration of every fetch: single flight.
     refresh: tokio::sync::Mutex<()>,
-    fetches: std::sync::atomic::AtomicU64,
+    fetches: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Cached>,
+    /// Consecutive failed fetches.
+    failures: u32,
+    last_failure: Option<(SystemTime, String)>,
+    last_success: Option<SystemTime>,
+    background: bool,
 }
 
 #[derive(Clone)]
 struct Cached {
     credentials: Credentials,
-    /// When to start refreshing: a quarter of the lifetime (at most five minutes) before expiry,
-    /// so credentials valid for a few seconds are still used for most of their life.
+    /// When to start refreshing in the background.
     refresh_at: Option<SystemTime>,
+    /// After this the credentials are not used: requests wait for a fetch.
+    usable_until: Option<SystemTime>,
+}
+
+enum Lookup {
+    Fresh(Credentials),
+    /// Usable but due: serve and refresh in the background.
+    Due(Credentials),
+    /// Nothing usable and the source failed moments ago.
+    RecentlyFailed(String),
+    Fetch,
 }
 
 impl CredentialCache {
     pub fn new(provider: SharedCredentialsProvider) -> CredentialCache {
+        CredentialCache::with_clock(provider, Arc::new(Clock::default()))
+    }
+
+    /// A cache that judges expiry by `clock` (corrected for the endpoint's clock).
+    pub fn with_clock(provider: SharedCredentialsProvider, clock: Arc<Clock>) -> CredentialCache {
         CredentialCache {
             inner: Arc::new(Inner {
                 provider,
-                current: RwLock::new(None),
+                clock,
+                state: Mutex::new(State::default()),
                 refresh: tokio::sync::Mutex::new(()),
-                fetches: Default::default(),
+                fetches: AtomicU64::new(0),
             }),
         }
     }
 
+    /// The clock expiry is judged by; the signer uses it too.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.inner.clock
+    }
+
     /// How many times the underlying provider was asked.
     pub fn fetch_count(&self) -> u64 {
-        self.inner
-            .fetches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.fetches.load(Ordering::Relaxed)
     }
 
-    /// Credentials valid now, fetching them when none are cached or the cached ones are due.
+    /// Credentials usable now. Waits for the provider only when nothing usable is cached.
     pub async fn get(&self) -> Result<Credentials, ProxyError> {
-        let now = SystemTime::now();
-        if let Some(c) = self.cached() {
-            if c.refresh_at.is_none_or(|t| now < t) {
-                return Ok(c.credentials);
+        match self.lookup() {
+            Lookup::Fresh(c) => return Ok(c),
+            Lookup::Due(c) => {
+                self.refresh_in_background();
+                return Ok(c);
             }
+            Lookup::RecentlyFailed(reason) => return Err(no_credentials(&reason)),
+            Lookup::Fetch => {}
         }
         let _single_flight = self.inner.refresh.lock().await;
-        let now = SystemTime::now();
-        let cached = self.cached();
-        if let Some(c) = &cached {
-            if c.refresh_at.is_none_or(|t| now < t) {
-                return Ok(c.credentials.clone());
+        match self.lookup() {
+            Lookup::Fresh(c) | Lookup::Due(c) => Ok(c),
+            Lookup::RecentlyFailed(reason) => Err(no_credentials(&reason)),
+            Lookup::Fetch => self.fetch().await,
+        }
+    }
+
+    /// The endpoint rejected `rejected` as expired or invalid: unless the cache already holds
+    /// other credentials (another request got there first), drops them and fetches new ones.
+    pub async fn replace_rejected(
+        &self,
+        rejected: &Credentials,
+    ) -> Result<Credentials, ProxyError> {
+        let _single_flight = self.inner.refresh.lock().await;
+        {
+            let state = self.state();
+            let now = self.inner.clock.now();
+            if let Some(c) = &state.current {
+                let same = same_key(&c.credentials, rejected);
+                let just_fetched = state.last_success.is_some_and(|t| {
+                    now.duration_since(t).unwrap_or_default() < MIN_REJECTION_REFETCH
+                });
+                if !same || just_fetched {
+                    return Ok(c.credentials.clone());
+                }
             }
         }
-        match self.fetch().await {
-            Ok(fresh) => Ok(fresh),
-            Err(err) => match cached {
-                Some(c) if c.credentials.expiry().is_none_or(|e| now < e) => {
-                    tracing::warn!(cause = %err, "credential refresh failed; still using the current credentials until they expire");
-                    Ok(c.credentials)
-                }
-                _ => Err(err),
-            },
-        }
-    }
-
-    /// Drops the cached credentials (the endpoint said they are expired or invalid).
-    pub fn invalidate(&self) {
-        if let Ok(mut guard) = self.inner.current.write() {
-            *guard = None;
-        }
-    }
-
-    fn cached(&self) -> Option<Cached> {
-        self.inner.current.read().ok().and_then(|g| g.clone())
-    }
-
-    async fn fetch(&self) -> Result<Credentials, ProxyError> {
-        self.inner
-            .fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let credentials = self.inner.provider.provide_credentials().await.map_err(|e| {
-            ProxyError::NoCredentials(format!(
-                "no AWS credentials: {}. Tried the default chain (environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
-                 the shared config and credentials files with AWS_PROFILE or --profile, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), \
-                 container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI/RELATIVE_URI) and EC2 instance metadata); configure one of them",
-                error_chain(&e)
-            ))
-        })?;
-        let now = SystemTime::now();
-        let refresh_at = credentials.expiry().map(|expiry| {
-            let lifetime = expiry.duration_since(now).unwrap_or_default();
-            let margin = (lifetime / 4).min(MAX_REFRESH_MARGIN);
-            expiry - margin
-        });
         tracing::info!(
-            source = %provider_name(&credentials),
-            access_key_id = %key_id_tail(credentials.access_key_id()),
-            expires = %credentials.expiry().map(|e| humantime::format_rfc3339_seconds(e).to_string()).unwrap_or_else(|| "never".into()),
-            "credentials loaded"
+            access_key_id = %key_id_tail(rejected.access_key_id()),
+            "the endpoint rejected the credentials as expired or invalid; fetching new ones"
         );
-        if let Ok(mut guard) = self.inner.current.write() {
-            *guard = Some(Cached {
-                credentials: credentials.clone(),
-                refresh_at,
-            });
+        let fetched = self.fetch().await;
+        if fetched.is_err() {
+            self.state().current = None;
         }
-        Ok(credentials)
+        fetched
     }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lookup(&self) -> Lookup {
+        let now = self.inner.clock.now();
+        let state = self.state();
+        if let Some(c) = &state.current {
+            if c.usable_until.is_none_or(|t| now < t) {
+                if c.refresh_at.is_none_or(|t| now < t) {
+                    return Lookup::Fresh(c.credentials.clone());
+                }
+                return Lookup::Due(c.credentials.clone());
+            }
+        }
+        match &state.last_failure {
+            Some((at, reason))
+                if now.duration_since(*at).unwrap_or_default() < FOREGROUND_RETRY_DELAY =>
+            {
+                Lookup::RecentlyFailed(reason.clone())
+            }
+            _ => Lookup::Fetch,
+        }
+    }
+
+    /// Starts one background refresh unless one is running or the last failure asks to wait.
+    fn refresh_in_background(&self) {
+        let now = self.inner.clock.now();
+        {
+            let mut state = self.state();
+            if state.background {
+                return;
+            }
+            if let (Some((failed_at, _)), Some(c)) = (&state.last_failure, &state.current) {
+                let remaining = c
+                    .usable_until
+                    .and_then(|t| t.duration_since(now).ok())
+                    .unwrap_or(MAX_RETRY_DELAY);
+                if now < *failed_at + retry_delay(state.failures, remaining) {
+                    return;
+                }
+            }
+            state.background = true;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move {
+            {
+                let _single_flight = cache.inner.refresh.lock().await;
+                // A request may have fetched while this task waited for the lock.
+                if matches!(cache.lookup(), Lookup::Due(_)) {
+                    let _ = cache.fetch().await;
+                }
+            }
+            cache.state().background = false;
+        });
+    }
+
+    /// Asks the provider; the caller holds the single-flight lock.
+    async fn fetch(&self) -> Result<Credentials, ProxyError> {
+        self.inner.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched =
+            tokio::time::timeout(FETCH_TIMEOUT, self.inner.provider.provide_credentials()).await;
+        let now = self.inner.clock.now();
+        let reason = match fetched {
+            Ok(Ok(credentials)) => {
+                self.store(&credentials, now);
+                return Ok(credentials);
+            }
+            Ok(Err(err)) => error_chain(&err),
+            Err(_) => format!(
+                "the credential source did not answer within {}",
+                humantime::format_duration(FETCH_TIMEOUT)
+            ),
+        };
+        let mut state = self.state();
+        state.failures += 1;
+        state.last_failure = Some((now, reason.clone()));
+        match &state.current {
+            Some(c) if c.usable_until.is_none_or(|t| now < t) => {
+                tracing::warn!(
+                    cause = %reason,
+                    failures = state.failures,
+                    access_key_id = %key_id_tail(c.credentials.access_key_id()),
+                    usable_until = %c.usable_until.map(rfc3339).unwrap_or_else(|| "never".into()),
+                    "credential refresh failed; still using the current credentials and retrying with backoff"
+                );
+            }
+            _ => {
+                tracing::warn!(cause = %reason, failures = state.failures, "cannot load AWS credentials")
+            }
+        }
+        Err(no_credentials(&reason))
+    }
+
+    fn store(&self, credentials: &Credentials, now: SystemTime) {
+        let (refresh_at, usable_until) = schedule(credentials.expiry(), now);
+        let mut state = self.state();
+        let unchanged = state.current.as_ref().is_some_and(|c| {
+            same_key(&c.credentials, credentials) && c.credentials.expiry() == credentials.expiry()
+        });
+        if unchanged {
+            tracing::debug!(
+                access_key_id = %key_id_tail(credentials.access_key_id()),
+                next_refresh = %refresh_at.map(rfc3339).unwrap_or_else(|| "never".into()),
+                "credential source returned the same credentials"
+            );
+        } else {
+            tracing::info!(
+                source = %provider_name(credentials),
+                access_key_id = %key_id_tail(credentials.access_key_id()),
+                expires = %credentials.expiry().map(rfc3339).unwrap_or_else(|| "never".into()),
+                next_refresh = %refresh_at.map(rfc3339).unwrap_or_else(|| "never".into()),
+                "credentials loaded"
+            );
+        }
+        state.current = Some(Cached {
+            credentials: credentials.clone(),
+            refresh_at,
+            usable_until,
+        });
+        state.failures = 0;
+        state.last_failure = None;
+        state.last_success = Some(now);
+    }
+}
+
+/// When to refresh and until when to use credentials expiring at `expiry`, fetched at `now`.
+/// Credentials returned unchanged by a source that has not rotated yet are refreshed again at
+/// half their remaining life, so such re-fetches stay logarithmic in number.
+fn schedule(
+    expiry: Option<SystemTime>,
+    now: SystemTime,
+) -> (Option<SystemTime>, Option<SystemTime>) {
+    let Some(expiry) = expiry else {
+        return (None, None);
+    };
+    let lifetime = expiry.duration_since(now).unwrap_or_default();
+    let buffer = (lifetime / 20).min(MAX_EXPIRY_BUFFER);
+    let margin = (lifetime / 2).min(MAX_REFRESH_MARGIN);
+    let refresh_at = (expiry - margin).max(now + MIN_RETRY_DELAY);
+    (Some(refresh_at), Some(expiry - buffer))
+}
+
+/// Wait after the `failures`-th failure: exponential, at most 30 s, and at most a quarter of the
+/// usable time left so a source that comes back shortly before expiry is still caught.
+fn retry_delay(failures: u32, remaining: Duration) -> Duration {
+    let exponential = FIRST_RETRY_DELAY.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    exponential
+        .min(MAX_RETRY_DELAY)
+        .min(remaining / 4)
+        .max(MIN_RETRY_DELAY)
+}
+
+/// Same access key and session token.
+pub fn same_key(a: &Credentials, b: &Credentials) -> bool {
+    a.access_key_id() == b.access_key_id() && a.session_token() == b.session_token()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn no_credentials(reason: &str) -> ProxyError {
+    ProxyError::NoCredentials(format!(
+        "no usable AWS credentials: {reason}. Tried the default chain (environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+         the shared config and credentials files with AWS_PROFILE or --profile, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), \
+         container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI/RELATIVE_URI) and EC2 instance metadata); configure one of them \
+         or fix the one that failed"
+    ))
 }
 
 /// The name of the provider that produced the credentials (`EnvironmentVariable`, `ProfileFile`,
@@ -193,16 +421,25 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use aws_credential_types::provider::{error::CredentialsError, future};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
 
-    /// Each call takes the next scripted answer: a key with a lifetime, or a failure.
-    type Script = Vec<Result<(String, Option<Duration>), ()>>;
+    /// A scripted answer: a key with a lifetime, or a failure.
+    type Answer = Result<(&'static str, Option<Duration>), ()>;
 
+    /// Each call takes the next scripted answer (the last one repeats), after `delay`.
     #[derive(Debug, Default)]
     struct Scripted {
         calls: AtomicU64,
-        next: Mutex<Script>,
+        delay: Mutex<Duration>,
+        next: Mutex<Vec<Answer>>,
+    }
+
+    impl Scripted {
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+        fn then(&self, answers: Vec<Answer>) {
+            *self.next.lock().unwrap() = answers;
+        }
     }
 
     #[derive(Debug)]
@@ -214,21 +451,32 @@ mod tests {
             Self: 'a,
         {
             self.0.calls.fetch_add(1, Ordering::SeqCst);
-            let next = self.0.next.lock().unwrap().remove(0);
-            future::ProvideCredentials::ready(match next {
-                Ok((key, ttl)) => Ok(Credentials::new(
-                    key,
-                    "secret",
-                    None,
-                    ttl.map(|t| SystemTime::now() + t),
-                    "scripted",
-                )),
-                Err(()) => Err(CredentialsError::not_loaded("scripted failure")),
+            let next = {
+                let mut next = self.0.next.lock().unwrap();
+                if next.len() > 1 {
+                    next.remove(0)
+                } else {
+                    next[0]
+                }
+            };
+            let delay = *self.0.delay.lock().unwrap();
+            future::ProvideCredentials::new(async move {
+                tokio::time::sleep(delay).await;
+                match next {
+                    Ok((key, ttl)) => Ok(Credentials::new(
+                        key,
+                        "secret",
+                        None,
+                        ttl.map(|t| SystemTime::now() + t),
+                        "scripted",
+                    )),
+                    Err(()) => Err(CredentialsError::not_loaded("scripted failure")),
+                }
             })
         }
     }
 
-    fn cache(script: Script) -> (CredentialCache, Arc<Scripted>) {
+    fn cache(script: Vec<Answer>) -> (CredentialCache, Arc<Scripted>) {
         let p = Arc::new(Scripted {
             next: Mutex::new(script),
             ..Default::default()
@@ -239,9 +487,15 @@ mod tests {
         )
     }
 
+    const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
+
+    async fn key(cache: &CredentialCache) -> String {
+        cache.get().await.unwrap().access_key_id().to_string()
+    }
+
     #[tokio::test]
     async fn one_fetch_serves_many_concurrent_requests() {
-        let (cache, p) = cache(vec![Ok(("AKIA1".into(), Some(Duration::from_secs(3600))))]);
+        let (cache, p) = cache(vec![Ok(("AKIA1", HOUR))]);
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let c = cache.clone();
@@ -251,25 +505,101 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap().access_key_id(), "AKIA1");
         }
-        assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(p.calls(), 1);
     }
 
     #[tokio::test]
-    async fn refreshes_ahead_of_expiry_and_keeps_valid_keys_when_refresh_fails() {
-        // Lifetime 2 s → refresh margin 0.5 s: at 1.6 s it is due; the refresh fails, the old key
-        // is still valid and served; the next success replaces it.
+    async fn refreshes_ahead_in_the_background_without_making_requests_wait() {
+        // Lifetime 2 s → refresh due at 1 s. The refresh takes 600 ms; requests meanwhile get
+        // the current key at once.
         let (cache, p) = cache(vec![
-            Ok(("OLD".into(), Some(Duration::from_secs(2)))),
-            Err(()),
-            Ok(("NEW".into(), Some(Duration::from_secs(3600)))),
+            Ok(("OLD", Some(Duration::from_secs(2)))),
+            Ok(("NEW", HOUR)),
         ]);
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "OLD");
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "OLD");
-        assert_eq!(p.calls.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "OLD");
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "NEW");
-        assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(key(&cache).await, "OLD");
+        *p.delay.lock().unwrap() = Duration::from_millis(600);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            assert_eq!(key(&cache).await, "OLD");
+            assert!(started.elapsed() < Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(key(&cache).await, "NEW");
+        assert_eq!(
+            p.calls(),
+            2,
+            "one background refresh for all those requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_refresh_keeps_the_current_key_and_backs_off() {
+        // Lifetime 4 s → due at 2 s, usable until 3.8 s. The source is down: requests every 5 ms
+        // for a second keep getting OLD, and the source is asked a few times (retries tighten
+        // towards a 250 ms floor as expiry nears), not 200.
+        let (cache, p) = cache(vec![Ok(("OLD", Some(Duration::from_secs(4)))), Err(())]);
+        assert_eq!(key(&cache).await, "OLD");
+        tokio::time::sleep(Duration::from_millis(2050)).await;
+        for _ in 0..200 {
+            assert_eq!(key(&cache).await, "OLD");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let calls = p.calls();
+        assert!((3..=8).contains(&calls), "{calls} fetches");
+        p.then(vec![Ok(("NEW", HOUR))]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while key(&cache).await != "NEW" {
+            assert!(std::time::Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_with_the_source_down_is_a_503_without_hammering_then_recovers() {
+        let (cache, p) = cache(vec![Ok(("OLD", Some(Duration::from_millis(400)))), Err(())]);
+        assert_eq!(key(&cache).await, "OLD");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let err = cache.get().await.unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert!(err.to_string().contains("scripted failure"), "{err}");
+        let calls = p.calls();
+        for _ in 0..50 {
+            assert!(cache.get().await.is_err());
+        }
+        assert_eq!(
+            p.calls(),
+            calls,
+            "a failure moments ago is not retried per request"
+        );
+        p.then(vec![Ok(("NEW", HOUR))]);
+        tokio::time::sleep(FOREGROUND_RETRY_DELAY).await;
+        assert_eq!(key(&cache).await, "NEW");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_key_is_replaced_once_for_all_requests_that_saw_it() {
+        let (cache, p) = cache(vec![Ok(("OLD", HOUR)), Ok(("NEW", HOUR))]);
+        let old = cache.get().await.unwrap();
+        tokio::time::sleep(MIN_REJECTION_REFETCH).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, old) = (cache.clone(), old.clone());
+                tokio::spawn(async move { c.replace_rejected(&old).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().access_key_id(), "NEW");
+        }
+        assert_eq!(p.calls(), 2);
+        // The endpoint rejecting a key fetched a moment ago does not fetch again.
+        let new = cache.get().await.unwrap();
+        assert_eq!(
+            cache.replace_rejected(&new).await.unwrap().access_key_id(),
+            "NEW"
+        );
+        assert_eq!(p.calls(), 2);
     }
 
     #[tokio::test]
@@ -278,6 +608,37 @@ mod tests {
         let err = cache.get().await.unwrap_err();
         assert_eq!(err.status(), 503);
         assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"));
+    }
+
+    #[test]
+    fn schedule_refreshes_at_half_life_at_most_five_minutes_ahead() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = Duration::from_secs;
+        let (refresh, usable) = schedule(Some(now + secs(3600)), now);
+        assert_eq!(refresh, Some(now + secs(3300)));
+        assert_eq!(usable, Some(now + secs(3595)));
+        let (refresh, usable) = schedule(Some(now + secs(16)), now);
+        assert_eq!(refresh, Some(now + secs(8)));
+        assert_eq!(usable, Some(now + Duration::from_millis(15_200)));
+        assert_eq!(schedule(None, now), (None, None));
+        // Already expired: due again after the minimum delay, unusable.
+        let (refresh, usable) = schedule(Some(now), now);
+        assert_eq!(refresh, Some(now + MIN_RETRY_DELAY));
+        assert_eq!(usable, Some(now));
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_tightens_near_expiry() {
+        let long = Duration::from_secs(3600);
+        assert_eq!(retry_delay(1, long), Duration::from_millis(500));
+        assert_eq!(retry_delay(2, long), Duration::from_secs(1));
+        assert_eq!(retry_delay(4, long), Duration::from_secs(4));
+        assert_eq!(retry_delay(40, long), MAX_RETRY_DELAY);
+        assert_eq!(
+            retry_delay(40, Duration::from_secs(8)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(retry_delay(40, Duration::ZERO), MIN_RETRY_DELAY);
     }
 
     #[test]

@@ -64,9 +64,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
         .clone()
         .or_else(|| sdk.region().map(|r| r.to_string()))
         .context("no region: pass --region (it could not be inferred from the endpoint or the AWS configuration)")?;
-    let provider = sdk
+    let mut provider = sdk
         .credentials_provider()
         .context("the AWS configuration has no credentials provider")?;
+    if let Some(role) = &config.role {
+        tracing::info!(
+            role_arn = %role.arn,
+            session_name = %role.session_name,
+            "assuming the role with the credentials of the default chain"
+        );
+        provider = credentials::assume_role(role, &sdk, provider).await;
+    }
     let metrics = Arc::new(Metrics::new());
     let credentials = CredentialCache::new(metrics.count_credentials(provider));
     if let Err(err) = credentials.get().await {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use http::{Method, StatusCode};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,13 +31,22 @@ const LATENCY_BUCKETS: [f64; 15] = [
 ];
 
 /// Who produced a response.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Origin {
     /// The endpoint answered; the proxy passed it on.
-    endpoint,
+    Endpoint,
     /// The proxy answered itself (policy denial, 502, 503, 504, 413, …).
-    proxy,
+    Proxy,
+}
+
+impl EncodeLabelValue for Origin {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let value = match self {
+            Origin::Endpoint => "endpoint",
+            Origin::Proxy => "proxy",
+        };
+        EncodeLabelValue::encode(&value, encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +55,33 @@ struct RequestLabels {
     method: String,
     status_class: String,
     origin: Origin,
+}
+
+/// Why a request was sent to the endpoint again.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Retry {
+    /// The endpoint closed a pooled connection under the request.
+    Connection,
+    /// The endpoint said the credentials were expired or invalid; signed with new ones.
+    Credentials,
+    /// The endpoint said the signature time was off; signed with the endpoint's time.
+    Clock,
+}
+
+impl EncodeLabelValue for Retry {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let value = match self {
+            Retry::Connection => "connection",
+            Retry::Credentials => "credentials",
+            Retry::Clock => "clock",
+        };
+        EncodeLabelValue::encode(&value, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    reason: Retry,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,7 +105,7 @@ pub struct Metrics {
     credential_expiry: Gauge,
     policy_denials: Counter,
     spilled_bodies: Counter,
-    retries: Counter,
+    retries: Family<RetryLabels, Counter>,
     last_upstream_answer: Gauge,
     /// Same instant as `last_upstream_answer`, in milliseconds, for `/readyz`.
     last_answer_ms: AtomicU64,
@@ -160,10 +196,11 @@ impl Metrics {
             "Request bodies larger than --spill-threshold, spooled to a temporary file",
             spilled_bodies.clone(),
         );
-        let retries = Counter::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         registry.register(
             "upstream_retries",
-            "Requests sent again on a fresh connection after the endpoint closed a pooled one",
+            "Requests sent to the endpoint again: on a fresh connection after it closed a pooled one, \
+             with new credentials after it rejected them, or with its time after it rejected the signature time",
             retries.clone(),
         );
         let last_upstream_answer = Gauge::default();
@@ -206,7 +243,7 @@ impl Metrics {
         RequestMetrics {
             metrics: self.clone(),
             route: route.to_string(),
-            origin: Origin::endpoint,
+            origin: Origin::Endpoint,
         }
     }
 
@@ -244,9 +281,14 @@ impl Metrics {
         self.spilled_bodies.inc();
     }
 
-    /// A request was sent again on a fresh connection.
-    pub fn retried(&self) {
-        self.retries.inc();
+    /// A request was sent to the endpoint again.
+    pub fn retried(&self, reason: Retry) {
+        self.retries.get_or_create(&RetryLabels { reason }).inc();
+    }
+
+    /// How many times requests were sent again for `reason`.
+    pub fn retry_count(&self, reason: Retry) -> u64 {
+        self.retries.get_or_create(&RetryLabels { reason }).get()
     }
 
     /// The gauge of open upstream connections, for the connector to hold.
@@ -276,7 +318,7 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     /// Marks the response as the proxy's own (an error it synthesised).
     pub fn answered_by_proxy(&mut self) {
-        self.origin = Origin::proxy;
+        self.origin = Origin::Proxy;
     }
 
     /// Records the request once its response has been sent (or the client went away).

@@ -14,16 +14,19 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
+use aws_credential_types::Credentials;
+use futures_util::StreamExt as _;
+
 use crate::auth::Authenticator;
-use crate::body::{BodyLimits, SpooledBody};
+use crate::body::{BodyLimits, OutboundBody, SpooledBody};
 use crate::config::Config;
-use crate::credentials::{error_chain, CredentialCache};
+use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
-use crate::metrics::{Metrics, RequestMetrics};
+use crate::metrics::{Metrics, RequestMetrics, Retry};
 use crate::policy::{Decision, Policy, RequestFacts};
-use crate::signing::{wire_query, SignInput, Signer};
+use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,7 +116,7 @@ impl Proxy {
         &self,
         method: Method,
         path_and_query: &str,
-    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri: Uri = format!("{}{path_and_query}", self.base_url)
             .parse()
             .map_err(|e| ProxyError::BadRequest(format!("`{path_and_query}`: {e}")))?;
@@ -298,92 +301,254 @@ impl Proxy {
         let response = self
             .send_with_retry(&parts.method, &uri, &headers, &body)
             .await?;
-        let (mut resp_parts, incoming) = response.into_parts();
+        let (mut resp_parts, body_out) = response.into_parts();
         prepare_response_headers(&mut resp_parts.headers, &self.authority, &client_view);
         resp_parts.version = Version::HTTP_11;
-        let body_out = incoming.map_err(|e| Box::new(e) as BoxError).boxed();
         Ok(Response::from_parts(resp_parts, body_out))
     }
 
-    /// Signs and sends; a request that failed on a connection the endpoint closed (a pooled
-    /// keep-alive connection it timed out, a restart) is sent once more on a fresh one. Bodies
-    /// are fully received before sending, so the replay is always the same bytes.
+    /// Signs and sends. Each of these is retried once, with the same body (bodies are fully
+    /// received before sending, so a replay is always the same bytes):
+    /// - a request that failed on a connection the endpoint closed (a pooled keep-alive
+    ///   connection it timed out, a restart): sent again on a fresh connection;
+    /// - the endpoint said the credentials are expired or invalid (a rotation race): signed again
+    ///   with new credentials;
+    /// - the endpoint said the signature time is too far from its clock: signed again with the
+    ///   endpoint's time, which is kept for later requests.
     async fn send_with_retry(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &SpooledBody,
-    ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
-        let mut attempt = 0;
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut connection_retried = false;
+        let mut credentials_retried = false;
+        let mut clock_retried = false;
+        let mut credentials = self.credentials.get().await?;
         loop {
-            attempt += 1;
-            let credentials = self.credentials.get().await?;
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            let signed = self.signer.sign(
-                &SignInput {
-                    method: method.as_str(),
-                    uri: &uri.to_string(),
-                    host: &self.authority,
-                    content_type,
-                    payload_sha256: body.sha256_hex(),
-                },
-                &credentials,
-                SystemTime::now(),
-            )?;
-            let mut request = Request::builder()
-                .method(method.clone())
-                .uri(uri.clone())
-                .body(body.to_outbound())
-                .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
-            *request.headers_mut() = headers.clone();
-            for (name, value) in signed {
-                request.headers_mut().insert(name, value);
+            let request = self.signed_request(method, uri, headers, body, &credentials)?;
+            let response = match self.send(request).await {
+                Ok(response) => response,
+                Err(Sent::Retryable(err)) if !connection_retried => {
+                    connection_retried = true;
+                    tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a fresh connection");
+                    self.metrics.retried(Retry::Connection);
+                    continue;
+                }
+                Err(Sent::Retryable(err)) => return Err(lost_connection(&self.authority, &err)),
+                Err(Sent::Failed(err)) => return Err(err),
+            };
+            let status = response.status().as_u16();
+            if (credentials_retried && clock_retried) || !matches!(status, 400 | 401 | 403) {
+                return Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()));
             }
-            let sent = Instant::now();
-            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-                Err(_) => {
-                    return Err(ProxyError::GatewayTimeout(format!(
-                        "{} did not answer within {} (--response-timeout)",
-                        self.authority,
-                        humantime::format_duration(self.response_timeout)
-                    )))
-                }
-                Ok(Ok(response)) => {
-                    self.metrics.upstream_answered(&self.route, sent.elapsed());
-                    return Ok(response);
-                }
-                Ok(Err(err)) => {
-                    let connect_timeout = find_source::<ConnectError>(&err)
-                        .is_some_and(|c| matches!(c, ConnectError::Timeout(..)));
-                    if connect_timeout {
-                        return Err(ProxyError::GatewayTimeout(format!(
-                            "cannot connect to {}: {}",
+            let (parts, incoming) = response.into_parts();
+            let (prefix, rest) = tokio::time::timeout(
+                self.response_timeout,
+                read_prefix(incoming, REJECTION_BODY_LIMIT),
+            )
+            .await
+            .map_err(|_| {
+                ProxyError::GatewayTimeout(format!(
+                    "{} did not send its {status} response body within {} (--response-timeout)",
+                    self.authority,
+                    humantime::format_duration(self.response_timeout)
+                ))
+            })?;
+            let rejection = match &rest {
+                Some(_) => None,
+                None => classify_rejection(status, &parts.headers, &prefix, self.clock().now()),
+            };
+            match rejection {
+                Some(Rejection::Credentials) if !credentials_retried => {
+                    credentials_retried = true;
+                    self.metrics.retried(Retry::Credentials);
+                    let rejected = credentials;
+                    credentials = self.credentials.replace_rejected(&rejected).await.map_err(|e| {
+                        ProxyError::NoCredentials(format!(
+                            "{} rejected the credentials (access key {}) as expired or invalid, and new ones could not be loaded: {e}",
                             self.authority,
-                            error_chain(&err)
-                        )));
+                            key_id_tail(rejected.access_key_id())
+                        ))
+                    })?;
+                    if same_key(&credentials, &rejected) {
+                        tracing::warn!(
+                            status,
+                            access_key_id = %key_id_tail(rejected.access_key_id()),
+                            "the endpoint rejected the credentials as expired or invalid and the credential source still returns them; passing the rejection on"
+                        );
+                        return Ok(reassemble(parts, prefix, rest));
                     }
-                    if !err.is_connect() && attempt == 1 {
-                        tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a fresh connection");
-                        self.metrics.retried();
-                        continue;
-                    }
-                    let what = if err.is_connect() {
-                        "cannot connect to"
-                    } else {
-                        "lost the connection to"
-                    };
-                    return Err(ProxyError::BadGateway(format!(
-                        "{what} {}: {}",
-                        self.authority,
-                        error_chain(&err)
-                    )));
+                    tracing::info!(
+                        status,
+                        rejected = %key_id_tail(rejected.access_key_id()),
+                        retry_with = %key_id_tail(credentials.access_key_id()),
+                        "the endpoint rejected the credentials as expired or invalid; retrying once"
+                    );
                 }
+                Some(Rejection::ClockSkew { server_now }) if !clock_retried => {
+                    clock_retried = true;
+                    self.metrics.retried(Retry::Clock);
+                    let local = SystemTime::now();
+                    let Some(server_now) = server_now else {
+                        tracing::warn!("the endpoint says the request time is too far from its clock but did not say its time; check this machine's clock (NTP)");
+                        return Ok(reassemble(parts, prefix, rest));
+                    };
+                    let offset_ms = self.clock().learn(server_now, local);
+                    tracing::warn!(
+                        offset = %format_offset(offset_ms),
+                        endpoint_time = %humantime::format_rfc3339_seconds(server_now),
+                        local_time = %humantime::format_rfc3339_seconds(local),
+                        "this machine's clock is off: the endpoint rejected the signature time. Signing with the endpoint's time from now on; \
+                         fix the clock (enable NTP: `timedatectl set-ntp true`, chrony or w32time)"
+                    );
+                }
+                _ => return Ok(reassemble(parts, prefix, rest)),
             }
         }
     }
+
+    fn clock(&self) -> &Clock {
+        self.credentials.clock()
+    }
+
+    fn signed_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &SpooledBody,
+        credentials: &Credentials,
+    ) -> Result<Request<OutboundBody>, ProxyError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let signed = self.signer.sign(
+            &SignInput {
+                method: method.as_str(),
+                uri: &uri.to_string(),
+                host: &self.authority,
+                content_type,
+                payload_sha256: body.sha256_hex(),
+            },
+            credentials,
+            self.clock().now(),
+        )?;
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .body(body.to_outbound())
+            .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
+        *request.headers_mut() = headers.clone();
+        for (name, value) in signed {
+            request.headers_mut().insert(name, value);
+        }
+        Ok(request)
+    }
+
+    /// Sends one request and waits for the response headers.
+    async fn send(
+        &self,
+        request: Request<OutboundBody>,
+    ) -> Result<Response<hyper::body::Incoming>, Sent> {
+        let sent = Instant::now();
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Err(_) => Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
+                "{} did not answer within {} (--response-timeout)",
+                self.authority,
+                humantime::format_duration(self.response_timeout)
+            )))),
+            Ok(Ok(response)) => {
+                self.metrics.upstream_answered(&self.route, sent.elapsed());
+                Ok(response)
+            }
+            Ok(Err(err)) => {
+                let connect_timeout = find_source::<ConnectError>(&err)
+                    .is_some_and(|c| matches!(c, ConnectError::Timeout(..)));
+                if connect_timeout {
+                    return Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
+                        "cannot connect to {}: {}",
+                        self.authority,
+                        error_chain(&err)
+                    ))));
+                }
+                if err.is_connect() {
+                    return Err(Sent::Failed(ProxyError::BadGateway(format!(
+                        "cannot connect to {}: {}",
+                        self.authority,
+                        error_chain(&err)
+                    ))));
+                }
+                Err(Sent::Retryable(err))
+            }
+        }
+    }
+}
+
+/// Error bodies up to this size are read to see whether signing again would help.
+const REJECTION_BODY_LIMIT: usize = 64 * 1024;
+
+enum Sent {
+    /// The connection failed after the request was handed to it; sending again may work.
+    Retryable(hyper_util::client::legacy::Error),
+    Failed(ProxyError),
+}
+
+fn lost_connection(authority: &str, err: &hyper_util::client::legacy::Error) -> ProxyError {
+    ProxyError::BadGateway(format!(
+        "lost the connection to {authority}: {}",
+        error_chain(err)
+    ))
+}
+
+/// Reads a body up to `limit` bytes. Returns the bytes read and, when the body is longer (or
+/// failed mid-way), the unread rest to pass on after them.
+async fn read_prefix(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> (Bytes, Option<hyper::body::Incoming>) {
+    let mut buf = bytes::BytesMut::new();
+    if body.size_hint().lower() > limit as u64 {
+        return (buf.freeze(), Some(body));
+    }
+    while buf.len() <= limit {
+        match body.frame().await {
+            None => return (buf.freeze(), None),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    buf.extend_from_slice(data);
+                }
+            }
+            // Let the client see the error where it happened: after the bytes read so far.
+            Some(Err(_)) => return (buf.freeze(), Some(body)),
+        }
+    }
+    (buf.freeze(), Some(body))
+}
+
+/// The response as the endpoint sent it: the bytes read, then whatever was not read.
+fn reassemble(
+    parts: http::response::Parts,
+    prefix: Bytes,
+    rest: Option<hyper::body::Incoming>,
+) -> Response<ProxyBody> {
+    let body = match rest {
+        None => Full::new(prefix).map_err(|never| match never {}).boxed(),
+        Some(rest) => {
+            let head = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(prefix))]);
+            let tail = http_body_util::BodyStream::new(rest.map_err(|e| Box::new(e) as BoxError));
+            BodyExt::boxed(http_body_util::StreamBody::new(head.chain(tail)))
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// `+12m 3s` / `-45s`.
+fn format_offset(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    let secs = Duration::from_secs(offset_ms.unsigned_abs().saturating_add(500) / 1000);
+    format!("{sign}{}", humantime::format_duration(secs))
 }
 
 /// Checks the client's `Authorization` header; bcrypt may run, so off the async workers.

@@ -33,6 +33,7 @@ use crate::credentials::{
     error_chain, key_id_tail, load_sdk_config, provider_name, CredentialCache,
 };
 use crate::endpoint::Service;
+use crate::metrics::Retry;
 use crate::proxy::Proxy;
 use crate::upstream::root_store;
 use cert::{summarize, RecordingVerifier};
@@ -626,6 +627,12 @@ async fn request_step(
         Verdict::Warn => report.warn("request", &text),
         Verdict::Fail => report.fail("request", &text),
     }
+    if proxy.metrics().retry_count(Retry::Clock) > 0 {
+        report.detail("first answer: the signature time was refused; the proxy signed again with the endpoint's time (and keeps doing so), see `clock`");
+    }
+    if proxy.metrics().retry_count(Retry::Credentials) > 0 {
+        report.detail("first answer: the credentials were refused; the proxy loaded new ones and signed again");
+    }
     if let Some(said) = &d.aws_said {
         report.detail(&format!("AWS said: {said}"));
     }
@@ -639,7 +646,7 @@ async fn request_step(
 }
 
 /// Reads up to [`BODY_LIMIT`] bytes of an answer, bounded in time.
-async fn read_some(mut body: hyper::body::Incoming) -> Bytes {
+async fn read_some(mut body: crate::proxy::ProxyBody) -> Bytes {
     let mut out = Vec::new();
     let read = async {
         while let Some(Ok(frame)) = body.frame().await {
@@ -696,6 +703,7 @@ fn clock_step(
     let fix = "synchronise the clock (chrony, systemd-timesyncd, ntpdate); SigV4 signatures are valid for 5 minutes";
     if skew >= SKEW_FAIL {
         report.fail("clock", &text);
+        report.detail("the proxy works around it by signing with the endpoint's time once a request is refused, but STS, the AWS CLI and SDKs will fail");
         report.fix(fix);
     } else if skew >= SKEW_WARN {
         report.warn("clock", &text);

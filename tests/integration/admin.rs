@@ -208,7 +208,11 @@ async fn policy_denials_retries_and_proxy_errors_are_counted() {
         ),
         1.0,
     );
-    assert_sample(&text, "sigv4_proxy_upstream_retries_total", 1.0);
+    assert_sample(
+        &text,
+        r#"sigv4_proxy_upstream_retries_total{reason="connection"}"#,
+        1.0,
+    );
     assert_sample(
         &text,
         &format!(
@@ -274,7 +278,7 @@ async fn readyz_is_503_without_credentials() {
     assert!(json["reason"]
         .as_str()
         .unwrap()
-        .starts_with("credentials: no AWS credentials"));
+        .starts_with("credentials: no usable AWS credentials"));
     assert_eq!(up.request_count(), 0, "no probe without credentials");
     proxy.stop().await;
 }

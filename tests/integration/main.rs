@@ -1,11 +1,13 @@
 //! Integration tests.
 
+mod fakes;
 mod support;
 
 mod admin;
 mod check;
 mod cli;
 mod core;
+mod credentials;
 mod policy;
 mod sigv4_verifier;
 mod upstream_selftest;
