@@ -363,7 +363,6 @@ impl Proxy {
             match rejection {
                 Some(Rejection::Credentials) if !credentials_retried => {
                     credentials_retried = true;
-                    self.metrics.retried(Retry::Credentials);
                     let rejected = credentials;
                     credentials = self.credentials.replace_rejected(&rejected).await.map_err(|e| {
                         ProxyError::NoCredentials(format!(
@@ -386,6 +385,7 @@ impl Proxy {
                         retry_with = %key_id_tail(credentials.access_key_id()),
                         "the endpoint rejected the credentials as expired or invalid; retrying once"
                     );
+                    self.metrics.retried(Retry::Credentials);
                 }
                 Some(Rejection::ClockSkew { server_now }) if !clock_retried => {
                     clock_retried = true;

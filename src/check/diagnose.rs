@@ -188,16 +188,22 @@ pub fn diagnose(
             "a skewed clock: see `clock` below (SigV4 allows 5 minutes)".into(),
             "a secret key that does not belong to the access key id: then STS fails the same way in `identity` above".into(),
             "something between here and the endpoint rewrote the request: a TLS-inspecting proxy or a load balancer that changes the path, query or signed headers (host, x-amz-*, content-type)".into(),
-            "a sigv4-proxy bug: please report it with this output (the canonical request below is what the endpoint expected)".into(),
+            "a sigv4-proxy bug: please report it with this output (the canonical request above is what the endpoint expected)".into(),
         ];
         if let Some(at) = rest
             .iter()
             .position(|l| l.contains("Canonical String for this request"))
         {
+            // The endpoint echoes the session token inside it: never print that.
             d.aws_detail = rest[at..]
                 .iter()
                 .take_while(|l| !l.contains("String-to-Sign"))
-                .cloned()
+                .map(|l| match l.split_once(':') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("x-amz-security-token") => {
+                        format!("{name}:(redacted)")
+                    }
+                    _ => l.clone(),
+                })
                 .collect();
         }
         return d;
@@ -460,7 +466,7 @@ mod tests {
 
     #[test]
     fn signature_mismatch_shows_the_expected_canonical_request() {
-        let body = serde_json::json!({"message": "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'GET\n/\n\nhost:x\n\nhost\nabc'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n...'\n"}).to_string();
+        let body = serde_json::json!({"message": "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'GET\n/\n\nhost:x\nx-amz-security-token:SECRETTOKEN\n\nhost;x-amz-security-token\nabc'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n...'\n"}).to_string();
         let d = run(
             Service::Es,
             403,
@@ -474,6 +480,10 @@ mod tests {
             d.aws_detail
         );
         assert!(!d.aws_detail.iter().any(|l| l.contains("String-to-Sign")));
+        assert!(d
+            .aws_detail
+            .contains(&"x-amz-security-token:(redacted)".to_string()));
+        assert!(!format!("{d:?}").contains("SECRETTOKEN"));
     }
 
     #[test]

@@ -55,7 +55,11 @@ struct Report<'w> {
 
 impl Report<'_> {
     fn line(&mut self, mark: &str, step: &str, text: &str) {
-        let _ = writeln!(self.out, "{mark} {step:<12} {text}");
+        let mut lines = text.lines();
+        let _ = writeln!(self.out, "{mark} {step:<12} {}", lines.next().unwrap_or(""));
+        for more in lines {
+            let _ = writeln!(self.out, "{:15}{}", "", more.trim_start());
+        }
         let _ = self.out.flush();
     }
 

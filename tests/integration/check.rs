@@ -244,6 +244,16 @@ async fn signature_mismatch_shows_what_the_endpoint_expected() {
     // The secret does not belong to the key: the endpoint computes another signature.
     let o = check(&up, &sts, &env_creds("not-the-right-secret"), &[], true).await;
     assert_eq!(o.code, 1, "{}", o.out);
+    assert!(
+        o.out.contains("x-amz-security-token:(redacted)"),
+        "{}",
+        o.out
+    );
+    assert!(
+        !o.out.contains(TOKEN),
+        "the session token is never printed:\n{}",
+        o.out
+    );
     o.assert_line(
         "request",
         "✗",
@@ -272,6 +282,9 @@ async fn expired_token_is_named() {
             "fix: get fresh credentials",
         ],
     );
+    // The environment has no newer key, so the proxy passed the rejection on without a retry.
+    assert!(!o.out.contains("first answer"), "{}", o.out);
+    assert_eq!(up.request_count(), 1);
 }
 
 #[tokio::test]
