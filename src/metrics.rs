@@ -203,6 +203,10 @@ impl Metrics {
              with new credentials after it rejected them, or with its time after it rejected the signature time",
             retries.clone(),
         );
+        // Every reason shows from the start, at 0, so rates and alerts need no special case.
+        for reason in [Retry::Connection, Retry::Credentials, Retry::Clock] {
+            drop(retries.get_or_create(&RetryLabels { reason }));
+        }
         let last_upstream_answer = Gauge::default();
         registry.register(
             "last_upstream_response_timestamp_seconds",
@@ -426,6 +430,10 @@ mod tests {
         );
         assert!(
             text.contains("sigv4_proxy_requests_in_flight 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sigv4_proxy_upstream_retries_total{reason="clock"} 0"#),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

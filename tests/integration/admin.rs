@@ -88,6 +88,7 @@ async fn healthz_readyz_and_metrics_count_what_the_proxy_did() {
     let ready = admin.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     let json = ready.json();
+    println!("{}", ready.text());
     assert_eq!(json["status"], "ready");
     assert_eq!(json["checks"]["endpoint"]["probe"], "HEAD / answered 200");
     assert_eq!(json["checks"]["credentials"]["ok"], true);
@@ -113,6 +114,7 @@ async fn healthz_readyz_and_metrics_count_what_the_proxy_did() {
     assert_eq!(put.status, 200);
 
     let text = admin.metrics().await;
+    println!("{text}");
     let route = up.host_name();
     assert_sample(
         &text,
@@ -235,6 +237,7 @@ async fn readyz_is_503_when_the_endpoint_cannot_be_reached() {
     let ready = admin.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.text());
     let json = ready.json();
+    println!("{}", ready.text());
     assert_eq!(json["status"], "not ready");
     assert_eq!(json["checks"]["credentials"]["ok"], true);
     assert_eq!(json["checks"]["endpoint"]["ok"], false);
@@ -274,6 +277,7 @@ async fn readyz_is_503_without_credentials() {
     let ready = admin.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.text());
     let json = ready.json();
+    println!("{}", ready.text());
     assert_eq!(json["checks"]["credentials"]["ok"], false);
     assert!(json["reason"]
         .as_str()
