@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,11 +18,35 @@ OpenSearch Service domain (service `es`) or an OpenSearch Serverless collection 
 sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com\n  \
 curl 'localhost:9200/_cat/indices?v'\n\n  \
 sigv4-proxy --profile prod https://0123abcd.eu-west-1.aoss.amazonaws.com\n  \
-sigv4-proxy --connect-to vpce-0abc.aoss.us-east-1.vpce.amazonaws.com:443 https://0123abcd.us-east-1.aoss.amazonaws.com"
+sigv4-proxy --connect-to vpce-0abc.aoss.us-east-1.vpce.amazonaws.com:443 https://0123abcd.us-east-1.aoss.amazonaws.com\n  \
+sigv4-proxy check https://search-logs-abc123.us-east-1.es.amazonaws.com",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub proxy: ProxyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diagnose the path to the endpoint step by step (credentials, identity, DNS, TCP, TLS, one
+    /// signed request) and say what each failure means. Exit status 0 when everything passed.
+    Check(CheckArgs),
+}
+
+/// `sigv4-proxy check`: the proxy's own flags, plus what to ask.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    /// The read-only request to send (default: `/` for es, `/_cat/indices` for aoss).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
 }
 
 /// Everything that configures a proxy.
@@ -265,6 +289,11 @@ pub struct ProxyArgs {
     /// reach the port then acts with this proxy's AWS identity.
     #[arg(long, env = "SIGV4_PROXY_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+
+    /// Serve /healthz, /readyz and /metrics on this address (its own port, never the proxy's).
+    /// Keep it on loopback: it has no authentication.
+    #[arg(long, env = "SIGV4_PROXY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
 
     /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, env = "SIGV4_PROXY_VERBOSE")]

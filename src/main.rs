@@ -1,10 +1,11 @@
 //! `sigv4-proxy`: parse the command line, set up logging, validate the configuration (exit 64
-//! with the reason when invalid), run until SIGTERM/SIGINT.
+//! with the reason when invalid), run until SIGTERM/SIGINT. `sigv4-proxy check` runs the
+//! diagnosis instead and exits 0 when every step passed, 1 otherwise.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sigv4_proxy::cli::{Cli, LogFormat};
+use sigv4_proxy::cli::{CheckArgs, Cli, Command, LogFormat};
 use sigv4_proxy::config_file::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +15,10 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // --help, --version and malformed flags end here, with clap's own messages.
-    let _ = Cli::parse_from(&argv);
+    let cli = Cli::parse_from(&argv);
+    if let Some(Command::Check(args)) = cli.command {
+        return check(&args);
+    }
     let settings = match Settings::load(&argv) {
         Ok(settings) => settings,
         Err(err) => {
@@ -53,9 +57,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sigv4-proxy check`: the report goes to stdout; logs (warnings unless -v) to stderr.
+fn check(args: &CheckArgs) -> ExitCode {
+    init_tracing_with(
+        args.proxy.verbose,
+        args.proxy.log_format,
+        "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error",
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("sigv4-proxy: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    if runtime.block_on(sigv4_proxy::check::run(args, &mut stdout)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn init_tracing(verbose: u8, format: LogFormat) {
+    init_tracing_with(
+        verbose,
+        format,
+        "info,aws_config=warn,aws_smithy_runtime=warn,rustls=warn,hyper=warn",
+    );
+}
+
+fn init_tracing_with(verbose: u8, format: LogFormat, quiet: &str) {
     let default = match verbose {
-        0 => "info,aws_config=warn,aws_smithy_runtime=warn,rustls=warn,hyper=warn",
+        0 => quiet,
         1 => "debug,hyper=info,h2=info,rustls=info,aws_smithy_runtime=info",
         _ => "trace",
     };

@@ -3,6 +3,8 @@
 mod fakes;
 mod support;
 
+mod admin;
+mod check;
 mod cli;
 mod core;
 mod credentials;
