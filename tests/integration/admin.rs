@@ -18,12 +18,7 @@ fn creds() -> Creds {
 }
 
 async fn upstream(service: &str) -> TestUpstream {
-    TestUpstream::builder()
-        .service(service)
-        .region("us-east-1")
-        .creds(creds())
-        .start()
-        .await
+    TestUpstream::start_for(service, creds()).await
 }
 
 /// The admin endpoints of an in-process proxy, on their own loopback port.

@@ -29,12 +29,7 @@ fn env_creds(secret: &str) -> Vec<(String, String)> {
 }
 
 async fn upstream(service: &str) -> TestUpstream {
-    TestUpstream::builder()
-        .service(service)
-        .region("us-east-1")
-        .creds(creds())
-        .start()
-        .await
+    TestUpstream::start_for(service, creds()).await
 }
 
 struct Outcome {
