@@ -6,20 +6,72 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `0.1.0 (abc1234)`: the package version and the git revision it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SIGV4_PROXY_GIT_REV"),
+    ")"
+);
+
+/// The end of `--help`, and the man page's EXAMPLES, ENVIRONMENT and EXIT STATUS sections: each
+/// `HEADING:` line at column 0 starts a section.
+pub const AFTER_LONG_HELP: &str = "\
+EXAMPLES:
+  A domain, for curl and any OpenSearch client on this machine:
+    sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com
+    curl 'localhost:9200/_cat/indices?v'
+
+  A serverless collection with a named profile:
+    sigv4-proxy --profile prod https://0123abcd.eu-west-1.aoss.amazonaws.com
+
+  The domain's own Dashboards, in a browser at http://localhost:9200/_dashboards/:
+    sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com
+
+  A collection behind a VPC endpoint, reached over VPN without the VPC's DNS:
+    sigv4-proxy --connect-to vpce-0abc.aoss.us-east-1.vpce.amazonaws.com:443 \\
+      https://0123abcd.us-east-1.aoss.amazonaws.com
+
+  Read-only access for a team, with passwords, on every interface:
+    sigv4-proxy --listen 0.0.0.0:9200 --htpasswd /etc/sigv4-proxy/htpasswd --read-only \\
+      --admin-listen 127.0.0.1:9600 https://search-logs-abc123.us-east-1.es.amazonaws.com
+
+  Diagnose a 403, then check a running proxy's health (container HEALTHCHECK):
+    sigv4-proxy check https://search-logs-abc123.us-east-1.es.amazonaws.com
+    sigv4-proxy health --url http://127.0.0.1:9600/healthz
+
+  Shell completions and this manual:
+    sigv4-proxy completions bash > /etc/bash_completion.d/sigv4-proxy
+    sigv4-proxy man > sigv4-proxy.1
+
+ENVIRONMENT:
+  Every flag has a variable SIGV4_PROXY_<FLAG> (shown with each flag); flags win. Credentials
+  come from the AWS default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN,
+  AWS_PROFILE and ~/.aws/config (SSO, credential_process, role_arn), AWS_WEB_IDENTITY_TOKEN_FILE
+  with AWS_ROLE_ARN (EKS IRSA), the container endpoint (ECS task roles, EKS Pod Identity), then
+  EC2 instance metadata. RUST_LOG overrides -v.
+
+EXIT STATUS:
+  0 after a clean shutdown (SIGTERM/SIGINT); 64 when the configuration is invalid (the reason is
+  printed); 1 on other failures. `check` and `health` exit 0 when everything passed, 1 otherwise.
+";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sigv4-proxy",
-    version,
+    version = VERSION,
     about = "A SigV4-signing reverse proxy for Amazon OpenSearch Service and OpenSearch Serverless",
     long_about = "Accepts unsigned HTTP requests (curl, OpenSearch Dashboards, any OpenSearch client), signs each \
 with AWS SigV4 using credentials from the AWS default provider chain, and forwards it over TLS to an Amazon \
-OpenSearch Service domain (service `es`) or an OpenSearch Serverless collection (service `aoss`).",
+OpenSearch Service domain (service `es`) or an OpenSearch Serverless collection (service `aoss`). Responses \
+stream back unchanged, except that redirects and cookies are pointed at the proxy so a browser stays on it.",
     after_help = "EXAMPLES:\n  \
 sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com\n  \
 curl 'localhost:9200/_cat/indices?v'\n\n  \
 sigv4-proxy --profile prod https://0123abcd.eu-west-1.aoss.amazonaws.com\n  \
-sigv4-proxy --connect-to vpce-0abc.aoss.us-east-1.vpce.amazonaws.com:443 https://0123abcd.us-east-1.aoss.amazonaws.com\n  \
-sigv4-proxy check https://search-logs-abc123.us-east-1.es.amazonaws.com",
+sigv4-proxy check https://search-logs-abc123.us-east-1.es.amazonaws.com\n\n\
+More examples, the environment and exit status: --help, or `sigv4-proxy man`.",
+    after_long_help = AFTER_LONG_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -31,11 +83,41 @@ pub struct Cli {
     pub proxy: ProxyArgs,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Diagnose the path to the endpoint step by step (credentials, identity, DNS, TCP, TLS, one
     /// signed request) and say what each failure means. Exit status 0 when everything passed.
     Check(CheckArgs),
+    /// Ask a running proxy's admin listener whether it is alive (for container HEALTHCHECKs in
+    /// images without a shell or curl). Exit status 0 on a 2xx answer, 1 otherwise.
+    Health(HealthArgs),
+    /// Print a completion script for SHELL to stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print this manual page (roff) to stdout: `sigv4-proxy man > sigv4-proxy.1`.
+    Man,
+}
+
+/// `sigv4-proxy health`: where to ask.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthArgs {
+    /// The admin listener's liveness URL (plain http; see --admin-listen).
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_HEALTH_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9600/healthz"
+    )]
+    pub url: String,
+
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    pub timeout: String,
 }
 
 /// `sigv4-proxy check`: the proxy's own flags, plus what to ask.

@@ -37,6 +37,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod listeners;
 pub mod metrics;
 pub mod policy;

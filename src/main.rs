@@ -1,11 +1,12 @@
 //! `sigv4-proxy`: parse the command line, set up logging, validate the configuration (exit 64
 //! with the reason when invalid), run until SIGTERM/SIGINT. `sigv4-proxy check` runs the
-//! diagnosis instead and exits 0 when every step passed, 1 otherwise.
+//! diagnosis instead and exits 0 when every step passed, 1 otherwise; `health`, `completions`
+//! and `man` are small tools that print and exit.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use sigv4_proxy::cli::{CheckArgs, Cli, Command, LogFormat};
+use clap::{CommandFactory, Parser};
+use sigv4_proxy::cli::{CheckArgs, Cli, Command, HealthArgs, LogFormat};
 use sigv4_proxy::config_file::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -16,8 +17,20 @@ fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // --help, --version and malformed flags end here, with clap's own messages.
     let cli = Cli::parse_from(&argv);
-    if let Some(Command::Check(args)) = cli.command {
-        return check(&args);
+    match cli.command {
+        Some(Command::Check(args)) => return check(&args),
+        Some(Command::Health(args)) => return health(&args),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sigv4-proxy",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => return man(),
+        None => {}
     }
     let settings = match Settings::load(&argv) {
         Ok(settings) => settings,
@@ -79,6 +92,66 @@ fn check(args: &CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `sigv4-proxy health`: one line on stderr only when unhealthy, so a passing HEALTHCHECK stays
+/// quiet in `docker inspect`.
+fn health(args: &HealthArgs) -> ExitCode {
+    let timeout = match humantime::parse_duration(&args.timeout) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("sigv4-proxy health: --timeout {}: {err}", args.timeout);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match sigv4_proxy::health::probe(&args.url, timeout) {
+        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("sigv4-proxy health: {} answered {status}", args.url);
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("sigv4-proxy health: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sigv4-proxy man`: the manual page, from the same clap definitions as `--help`; the
+/// examples, environment and exit status become man sections, kept unfilled as in `--help`.
+fn man() -> ExitCode {
+    use clap_mangen::roff::{roman, Roff};
+    let page = clap_mangen::Man::new(Cli::command());
+    let mut extra = Roff::new();
+    for line in sigv4_proxy::cli::AFTER_LONG_HELP.lines() {
+        match line.strip_suffix(':') {
+            Some(heading) if !line.starts_with(' ') => {
+                extra.control("SH", [heading]).control("nf", []);
+            }
+            _ => {
+                extra.text([roman(line)]);
+            }
+        }
+    }
+    extra.control("fi", []);
+    let mut out = std::io::stdout().lock();
+    let written = (|| {
+        page.render_title(&mut out)?;
+        page.render_name_section(&mut out)?;
+        page.render_synopsis_section(&mut out)?;
+        page.render_description_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+        page.render_subcommands_section(&mut out)?;
+        extra.to_writer(&mut out)?;
+        page.render_version_section(&mut out)
+    })();
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sigv4-proxy man: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
