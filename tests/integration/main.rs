@@ -4,6 +4,7 @@ mod fakes;
 mod support;
 
 mod admin;
+mod browser;
 mod check;
 mod cli;
 mod core;

@@ -22,5 +22,6 @@ pub use upstream::{Recorded, Reply, ReplyBody, TestUpstream};
 pub mod http;
 pub mod proxy;
 pub mod sts;
+pub mod tools;
 #[allow(unused_imports)]
 pub use proxy::{ProxyProcess, TestProxy};
