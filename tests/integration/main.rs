@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod check;
 mod cli;
+mod clients;
 mod core;
 mod credentials;
 mod deploy;

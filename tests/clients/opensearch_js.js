@@ -1,0 +1,50 @@
+// @opensearch-project/opensearch used as a user would, against the proxy at argv[2] with no AWS
+// configuration: create an index, bulk-load, search with a scroll through every page, clear the
+// scroll, count, delete the index. Prints one JSON line with what it saw; exits 1 on failure.
+'use strict';
+const { Client } = require('@opensearch-project/opensearch');
+
+async function main(url) {
+  const client = new Client({ node: url, requestTimeout: 30000 });
+  const seen = {};
+  seen.info = (await client.info()).body.version.distribution;
+  await client.indices.create({ index: 'books', body: { settings: { number_of_shards: 1 } } });
+  seen.exists = (await client.indices.exists({ index: 'books' })).body;
+
+  const body = [];
+  for (let i = 0; i < 25; i++) {
+    body.push({ index: { _index: 'books', _id: String(i) } });
+    body.push({ title: `book ${i}`, topic: i % 2 ? 'rust' : 'go' });
+  }
+  const bulk = (await client.bulk({ body })).body;
+  seen.bulk_items = bulk.items.length;
+  seen.bulk_errors = bulk.errors;
+  await client.indices.refresh({ index: 'books' });
+
+  let page = (await client.search({
+    index: 'books', scroll: '1m', size: 5, body: { query: { match: { topic: 'rust' } } },
+  })).body;
+  const scrollId = page._scroll_id;
+  const titles = page.hits.hits.map((h) => h._source.title);
+  let pages = 1;
+  for (;;) {
+    page = (await client.scroll({ body: { scroll_id: scrollId, scroll: '1m' } })).body;
+    if (page.hits.hits.length === 0) break;
+    pages += 1;
+    titles.push(...page.hits.hits.map((h) => h._source.title));
+  }
+  await client.clearScroll({ body: { scroll_id: scrollId } });
+  seen.scrolled = titles.length;
+  seen.pages = pages;
+  seen.count = (await client.count({ index: 'books' })).body.count;
+  seen.get = (await client.get({ index: 'books', id: '7' })).body._source.title;
+  await client.indices.delete({ index: 'books' });
+  seen.exists_after_delete = (await client.indices.exists({ index: 'books' })).body;
+  console.log(JSON.stringify(seen));
+}
+
+main(process.argv[2]).catch((err) => {
+  console.error(err && err.meta ? JSON.stringify(err.meta.body) : err);
+  console.error(err);
+  process.exit(1);
+});

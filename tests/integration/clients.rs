@@ -1,0 +1,310 @@
+//! Real clients, used as users use them, pointed at the proxy with no AWS configuration of their
+//! own: opensearch-py (PyPI) and @opensearch-project/opensearch (npm) create an index, bulk-load,
+//! search with a scroll, clear it, count and delete, against an in-memory OpenSearch behind the
+//! verifying test upstream; and the curl examples of the README and the user guide run as
+//! written.
+//!
+//! The scripts live in `tests/clients/`; `.ci/run` installs what they need
+//! (`pip install opensearch-py`, `npm ci --prefix tests/clients`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::fake_opensearch::FakeOpenSearch;
+use crate::support::{tools, Creds, Recorded, TestProxy, TestUpstream};
+
+fn creds() -> Creds {
+    Creds::with_token("ASIACLIENTSTEST", "clients/secret", "clients-session-token")
+}
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// An environment with nothing AWS in it: the client knows only the proxy's URL.
+fn bare_env(cmd: &mut tokio::process::Command, home: &Path) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_PROXY", "*");
+}
+
+/// Runs `cmd` (bounded to 120 s); returns the JSON line it printed.
+async fn run_client(name: &str, mut cmd: tokio::process::Command) -> serde_json::Value {
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} finished within 120 s"))
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{name} printed no JSON ({e}): {stdout}"))
+}
+
+/// What every client session must have looked like at the upstream.
+fn assert_session(name: &str, seen: &[Recorded], fake: &FakeOpenSearch) {
+    assert!(!seen.is_empty());
+    for r in seen {
+        assert!(
+            r.verified(),
+            "{name}: {} {} not verified: {:?}",
+            r.method,
+            r.path_and_query(),
+            r.verification
+        );
+    }
+    let calls: BTreeSet<String> = seen
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.raw_path))
+        .collect();
+    for needed in [
+        "PUT /books",
+        "HEAD /books",
+        "POST /_bulk",
+        "POST /books/_search",
+        "POST /_search/scroll",
+        "DELETE /_search/scroll",
+        "DELETE /books",
+    ] {
+        assert!(calls.contains(needed), "{name}: no {needed} in {calls:?}");
+    }
+    assert!(
+        seen.iter().any(|r| r.raw_path == "/books/_refresh"),
+        "{name}: refresh (GET or POST, as the client likes)"
+    );
+    let scroll_search = seen
+        .iter()
+        .find(|r| r.raw_path == "/books/_search")
+        .unwrap();
+    let query = scroll_search.raw_query.as_deref().unwrap_or("");
+    assert!(query.contains("scroll=1m"), "{name}: {query}");
+    assert!(fake.indices().is_empty(), "{name}: the index was deleted");
+    assert_eq!(fake.open_scrolls(), 0, "{name}: every scroll was cleared");
+}
+
+async fn fake_cluster() -> (TestUpstream, FakeOpenSearch, TestProxy) {
+    let up = TestUpstream::start_for("es", creds()).await;
+    let fake = FakeOpenSearch::new();
+    up.set_handler(fake.handler());
+    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    (up, fake, proxy)
+}
+
+#[tokio::test]
+async fn opensearch_py_indexes_bulk_loads_scrolls_and_deletes() {
+    const TEST: &str = "clients::opensearch_py";
+    // The interpreter that has opensearch-py, by its real path (a pyenv shim needs the
+    // developer's environment, which the client does not get).
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import opensearchpy, sys; print(sys.executable)"])
+        .output();
+    let python = match probe {
+        Ok(out) if out.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+        _ => {
+            return tools::missing(
+                TEST,
+                "python3 with opensearch-py",
+                "pip install opensearch-py",
+            )
+            .unwrap_or(())
+        }
+    };
+    let (up, fake, proxy) = fake_cluster().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(clients_dir().join("opensearch_py.py"))
+        .arg(proxy.url(""));
+    bare_env(&mut cmd, home.path());
+    let seen = run_client("opensearch-py", cmd).await;
+    assert_eq!(
+        seen,
+        serde_json::json!({"info":"opensearch","exists":true,"bulk_ok":25,"bulk_errors":[],
+            "scrolled":12,"pages":3,"scan":25,"count":25,"get":"book 7","exists_after_delete":false})
+    );
+    assert_session("opensearch-py", &up.requests(), &fake);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn opensearch_js_indexes_bulk_loads_scrolls_and_deletes() {
+    const TEST: &str = "clients::opensearch_js";
+    let Some(node) = tools::require(TEST, &["node", "nodejs"], "apt-get install nodejs npm") else {
+        return;
+    };
+    if !clients_dir()
+        .join("node_modules/@opensearch-project/opensearch/package.json")
+        .is_file()
+    {
+        return tools::missing(
+            TEST,
+            "tests/clients/node_modules/@opensearch-project/opensearch",
+            "npm ci --prefix tests/clients",
+        )
+        .unwrap_or(());
+    }
+    let (up, fake, proxy) = fake_cluster().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(node);
+    cmd.arg(clients_dir().join("opensearch_js.js"))
+        .arg(proxy.url(""))
+        .current_dir(clients_dir());
+    bare_env(&mut cmd, home.path());
+    let seen = run_client("@opensearch-project/opensearch", cmd).await;
+    assert_eq!(
+        seen,
+        serde_json::json!({"info":"opensearch","exists":true,"bulk_items":25,"bulk_errors":false,
+            "scrolled":12,"pages":3,"count":25,"get":"book 7","exists_after_delete":false})
+    );
+    assert_session("opensearch-js", &up.requests(), &fake);
+    proxy.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The documentation's curl examples, as written
+// ---------------------------------------------------------------------------
+
+/// The ```-fenced blocks preceded by a `<!-- tested -->` line in `file`, with their first line
+/// number.
+fn tested_blocks(file: &str) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() == "<!-- tested -->" {
+            let open = i + 1;
+            assert!(
+                lines.get(open).is_some_and(|l| l.starts_with("```")),
+                "{file}:{}: `<!-- tested -->` must be followed by a ``` block",
+                i + 1
+            );
+            let close = (open + 1..lines.len())
+                .find(|&j| lines[j].starts_with("```"))
+                .unwrap_or_else(|| panic!("{file}:{}: unclosed block", open + 1));
+            blocks.push((open + 2, lines[open + 1..close].join("\n")));
+            i = close;
+        }
+        i += 1;
+    }
+    blocks
+}
+
+/// Runs one documented block the one documented way (docs/user-guide.md, "Tested examples"):
+/// a `sigv4-proxy [FLAGS] ENDPOINT [&]` line starts the proxy for that endpoint (here: in front
+/// of the fake OpenSearch with the endpoint's host name); `localhost:9200` becomes that proxy's
+/// address; every other line runs in bash as written (`set -euo pipefail`), in a directory
+/// holding a small `bulk.ndjson`.
+async fn run_block(file: &str, line: usize, block: &str) {
+    let what = format!("{file}:{line}");
+    let mut script = String::from("set -euo pipefail\n");
+    let mut proxy_line = None;
+    for l in block.lines() {
+        if l.trim_start().starts_with("sigv4-proxy ") {
+            assert!(proxy_line.is_none(), "{what}: one proxy per block");
+            proxy_line = Some(l.trim().trim_end_matches('&').trim().to_string());
+        } else {
+            script.push_str(l);
+            script.push('\n');
+        }
+    }
+    let words: Vec<&str> = proxy_line
+        .as_deref()
+        .map(|l| l.split_whitespace().skip(1).collect())
+        .unwrap_or_default();
+    let endpoint = words
+        .iter()
+        .find(|w| w.starts_with("https://"))
+        .map(|w| w.trim_start_matches("https://").to_string())
+        .unwrap_or_else(|| "search-logs-abc123.us-east-1.es.amazonaws.com".to_string());
+    let flags: Vec<&str> = words
+        .iter()
+        .filter(|w| !w.starts_with("https://"))
+        .copied()
+        .collect();
+    let up = TestUpstream::builder()
+        .service("es")
+        .region("us-east-1")
+        .host_name(&endpoint)
+        .creds(creds())
+        .start()
+        .await;
+    let fake = FakeOpenSearch::new();
+    up.set_handler(fake.handler());
+    let proxy = TestProxy::start(&up, &creds(), &flags).await;
+    let script = script.replace("localhost:9200", &proxy.addr().to_string());
+    let curls = script
+        .lines()
+        .filter(|l| l.trim_start().starts_with("curl "))
+        .count();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bulk.ndjson"),
+        "{\"index\":{\"_index\":\"logs-2026.11.22\"}}\n{\"level\":\"error\",\"message\":\"disk full\"}\n",
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    bare_env(&mut cmd, dir.path());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: finished within 60 s"))
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each curl reached the endpoint signed (a proxy error would never get there).
+    let seen = up.requests();
+    assert_eq!(
+        seen.len(),
+        curls,
+        "{what}: every curl reached the endpoint:\n{stdout}"
+    );
+    for r in &seen {
+        assert!(
+            r.verified(),
+            "{what}: {} {} not verified",
+            r.method,
+            r.path_and_query()
+        );
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn documented_curl_examples_run_as_written() {
+    if tools::find(&["curl"]).is_none() {
+        return tools::missing("clients::documented_curl", "curl", "apt-get install curl")
+            .unwrap_or(());
+    }
+    let mut ran = 0;
+    for file in ["README.md", "docs/user-guide.md"] {
+        for (line, block) in tested_blocks(file) {
+            run_block(file, line, &block).await;
+            ran += 1;
+        }
+    }
+    assert!(
+        ran >= 2,
+        "the README and the user guide mark their curl examples"
+    );
+}
