@@ -914,3 +914,124 @@ async fn health_asks_a_running_proxys_admin_listener() {
     assert_eq!(code, Some(1), "a stopped proxy is unhealthy");
     assert!(err.contains("refused"), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// Sizing: the figures behind the Kubernetes resources (docs/user-guide.md, "Sizing")
+// ---------------------------------------------------------------------------
+
+/// `VmRSS` and `VmHWM` of `pid` in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Measures the proxy's memory idle and under a small load. Not part of the suite (it takes
+/// ~25 s and wants a release build):
+///
+/// ```text
+/// cargo build --release
+/// SIGV4_PROXY_MEASURE_BIN=target/release/sigv4-proxy \
+///   cargo test --test integration deploy::measure_memory -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_memory() {
+    use crate::support::http::send;
+    let bin = std::env::var("SIGV4_PROXY_MEASURE_BIN").unwrap_or_else(|_| BIN.to_string());
+    let creds = Creds::new("AKIDMEASURE", "measure/secret");
+    let up = TestUpstream::start_for("es", creds.clone()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = upstream_args(&up);
+    let listen_at = args.iter().position(|a| a == "--listen").unwrap();
+    args[listen_at + 1] = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(&bin)
+        .args(&args)
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxy did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (idle, _) = memory_kib(pid);
+
+    // 32 clients, each a loop of searches with a 16 KiB body and a 256 KiB bulk every 8th.
+    let clients = 32;
+    let run_for = Duration::from_secs(15);
+    let bulk = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+    let search = bytes::Bytes::from(vec![b'q'; 16 * 1024]);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (bulk, search) = (bulk.clone(), search.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while start.elapsed() < run_for {
+                let (path, body) = if (n + c) % 8 == 0 {
+                    ("/_bulk", bulk.clone())
+                } else {
+                    ("/logs-*/_search", search.clone())
+                };
+                let resp = send(
+                    addr,
+                    "POST",
+                    path,
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await;
+                assert_eq!(resp.status, 200);
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut peak = 0;
+    while start.elapsed() < run_for {
+        peak = peak.max(memory_kib(pid).0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut requests = 0;
+    for t in tasks {
+        requests += t.await.unwrap();
+    }
+    let (after, hwm) = memory_kib(pid);
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = cpu.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    println!(
+        "binary {bin}\nidle RSS {idle} KiB\nunder load ({clients} clients, {run_for:?}, {requests} requests, \
+         {:.0} req/s): peak sampled RSS {peak} KiB, VmHWM {hwm} KiB, after {after} KiB\nCPU time {:.2} s \
+         (user+sys, whole run)",
+        requests as f64 / run_for.as_secs_f64(),
+        ticks as f64 / 100.0
+    );
+    child.kill().await.ok();
+}
