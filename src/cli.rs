@@ -50,7 +50,7 @@ Exit status:
   1 on any other failure. `check` and `health` exit 0 on success and 1 otherwise.
 
 See also:
-  sigv4-proxy check --help, sigv4-proxy health --help; the user guide, README.md.";
+  sigv4-proxy help check, sigv4-proxy help health; the user guide, README.md.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,7 +62,7 @@ with AWS SigV4 using credentials from the AWS default provider chain, and forwar
 OpenSearch Service domain (service `es`) or an OpenSearch Serverless collection (service `aoss`).
 
 It listens on 127.0.0.1:9200 unless told otherwise, and refuses a non-loopback address without \
-inbound authentication (--htpasswd, --token-file) or --allow-unauthenticated: whoever reaches \
+inbound authentication (--htpasswd, --token-file) or --allow-unauthenticated, as whoever reaches \
 the port acts with the proxy's AWS identity.",
     after_help = "Examples:\n  \
 sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com\n  \
