@@ -1,11 +1,12 @@
 //! `sigv4-proxy`: parse the command line, set up logging, validate the configuration (exit 64
 //! with the reason when invalid), run until SIGTERM/SIGINT. `sigv4-proxy check` runs the
-//! diagnosis instead and exits 0 when every step passed, 1 otherwise.
+//! diagnosis instead and exits 0 when every step passed, 1 otherwise; `health` asks a running
+//! proxy's admin listener; `completions` and `man` print what packagers install.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use sigv4_proxy::cli::{CheckArgs, Cli, Command, LogFormat};
+use clap::{CommandFactory, Parser};
+use sigv4_proxy::cli::{CheckArgs, Cli, Command, HealthArgs, LogFormat};
 use sigv4_proxy::config_file::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -16,8 +17,28 @@ fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // --help, --version and malformed flags end here, with clap's own messages.
     let cli = Cli::parse_from(&argv);
-    if let Some(Command::Check(args)) = cli.command {
-        return check(&args);
+    match cli.command {
+        Some(Command::Check(args)) => return check(&args),
+        Some(Command::Health(args)) => return health(&args),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sigv4-proxy",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            return match sigv4_proxy::cli::render_man(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("sigv4-proxy: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let settings = match Settings::load(&argv) {
         Ok(settings) => settings,
@@ -79,6 +100,31 @@ fn check(args: &CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `sigv4-proxy health`: one line on stdout either way (Docker keeps it in `docker inspect`).
+fn health(args: &HealthArgs) -> ExitCode {
+    let timeout = match sigv4_proxy::config::parse_duration("--timeout", &args.timeout) {
+        Ok(timeout) => timeout,
+        Err(err) => {
+            eprintln!("sigv4-proxy: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match sigv4_proxy::health::probe(&args.url, timeout) {
+        Ok(answer) if answer.status == 200 => {
+            println!("{} → 200 {}", args.url, answer.body);
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            println!("{} → {} {}", args.url, answer.status, answer.body);
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            println!("{}: {err}", args.url);
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod core;
 mod credentials;
+mod deploy;
 mod ops;
 mod policy;
 mod sigv4_verifier;
