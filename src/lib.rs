@@ -24,7 +24,8 @@
 //! reload), [`endpoint`] (URL → service and region), [`signals`] (SIGTERM/SIGINT/SIGHUP).
 //!
 //! Operations: [`metrics`] (what the proxy counts), [`admin`] (`--admin-listen`: `/healthz`,
-//! `/readyz`, `/metrics`), [`check`] (`sigv4-proxy check`: step-by-step diagnosis).
+//! `/readyz`, `/metrics`), [`check`] (`sigv4-proxy check`: step-by-step diagnosis), [`health`]
+//! (`sigv4-proxy health`: the admin listener asked from inside a container).
 
 pub mod admin;
 pub mod auth;
@@ -58,6 +59,10 @@ use crate::credentials::{load_sdk_config, CredentialCache};
 use crate::listeners::{BuildProxy, Listeners};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+
+/// `--version`: the package version and, when built from a git checkout, the revision
+/// (`0.1.0 (git 0ec3c28)`; see `build.rs`).
+pub const VERSION: &str = env!("SIGV4_PROXY_VERSION");
 
 /// Builds the proxy from a validated configuration: loads the AWS configuration (credential
 /// chain, region), resolves credentials once to log where they come from, and builds the client.

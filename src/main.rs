@@ -1,7 +1,7 @@
 //! `sigv4-proxy`: parse the command line, set up logging, validate the configuration (exit 64
 //! with the reason when invalid), run until SIGTERM/SIGINT. `sigv4-proxy check` runs the
-//! diagnosis instead and exits 0 when every step passed, 1 otherwise; `health`, `completions`
-//! and `man` are small tools that print and exit.
+//! diagnosis instead and exits 0 when every step passed, 1 otherwise; `health` asks a running
+//! proxy's admin listener; `completions` and `man` print what packagers install.
 
 use std::process::ExitCode;
 
@@ -29,7 +29,15 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Some(Command::Man) => return man(),
+        Some(Command::Man) => {
+            return match sigv4_proxy::cli::render_man(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("sigv4-proxy: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {}
     }
     let settings = match Settings::load(&argv) {
@@ -95,61 +103,26 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// `sigv4-proxy health`: one line on stderr only when unhealthy, so a passing HEALTHCHECK stays
-/// quiet in `docker inspect`.
+/// `sigv4-proxy health`: one line on stdout either way (Docker keeps it in `docker inspect`).
 fn health(args: &HealthArgs) -> ExitCode {
-    let timeout = match humantime::parse_duration(&args.timeout) {
-        Ok(t) => t,
+    let timeout = match sigv4_proxy::config::parse_duration("--timeout", &args.timeout) {
+        Ok(timeout) => timeout,
         Err(err) => {
-            eprintln!("sigv4-proxy health: --timeout {}: {err}", args.timeout);
+            eprintln!("sigv4-proxy: {err}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     match sigv4_proxy::health::probe(&args.url, timeout) {
-        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("sigv4-proxy health: {} answered {status}", args.url);
+        Ok(answer) if answer.status == 200 => {
+            println!("{} → 200 {}", args.url, answer.body);
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            println!("{} → {} {}", args.url, answer.status, answer.body);
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("sigv4-proxy health: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `sigv4-proxy man`: the manual page, from the same clap definitions as `--help`; the
-/// examples, environment and exit status become man sections, kept unfilled as in `--help`.
-fn man() -> ExitCode {
-    use clap_mangen::roff::{roman, Roff};
-    let page = clap_mangen::Man::new(Cli::command());
-    let mut extra = Roff::new();
-    for line in sigv4_proxy::cli::AFTER_LONG_HELP.lines() {
-        match line.strip_suffix(':') {
-            Some(heading) if !line.starts_with(' ') => {
-                extra.control("SH", [heading]).control("nf", []);
-            }
-            _ => {
-                extra.text([roman(line)]);
-            }
-        }
-    }
-    extra.control("fi", []);
-    let mut out = std::io::stdout().lock();
-    let written = (|| {
-        page.render_title(&mut out)?;
-        page.render_name_section(&mut out)?;
-        page.render_synopsis_section(&mut out)?;
-        page.render_description_section(&mut out)?;
-        page.render_options_section(&mut out)?;
-        page.render_subcommands_section(&mut out)?;
-        extra.to_writer(&mut out)?;
-        page.render_version_section(&mut out)
-    })();
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("sigv4-proxy man: {err}");
+            println!("{}: {err}", args.url);
             ExitCode::FAILURE
         }
     }
