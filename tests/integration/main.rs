@@ -8,5 +8,6 @@ mod core;
 mod credentials;
 mod ops;
 mod policy;
+mod resilience;
 mod sigv4_verifier;
 mod upstream_selftest;
