@@ -37,6 +37,10 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub struct Proxy {
     endpoint: Endpoint,
     authority: String,
+    /// The host as it goes upstream and is signed: the HTTP/1.1 `Host` header (which the
+    /// client adds from the URI) and the HTTP/2 `:authority`, the same either way. It leaves
+    /// out a default port (`:443`), as the client's `Host` does.
+    wire_host: String,
     base_url: String,
     signer: Signer,
     client: UpstreamClient,
@@ -87,9 +91,15 @@ impl Proxy {
         upstream.open_connections = Some(metrics.upstream_connections());
         let client = build_client(&upstream)
             .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
+        let wire_host = match config.endpoint.port {
+            443 if config.endpoint.host.contains(':') => format!("[{}]", config.endpoint.host),
+            443 => config.endpoint.host.clone(),
+            _ => config.endpoint.authority(),
+        };
         Ok(Proxy {
             authority: config.endpoint.authority(),
-            base_url: config.endpoint.base_url(),
+            base_url: format!("https://{wire_host}"),
+            wire_host,
             endpoint: config.endpoint.clone(),
             signer: Signer::new(config.service, region),
             client,
@@ -327,10 +337,9 @@ impl Proxy {
 
         let mut headers = parts.headers;
         prepare_request_headers(&mut headers);
-        let host = HeaderValue::from_str(&self.authority).map_err(|e| {
-            ProxyError::Internal(format!("endpoint host is not a header value: {e}"))
-        })?;
-        headers.insert(header::HOST, host);
+        // No `Host` here: the client sets it from the URI on HTTP/1.1 connections and sends
+        // `:authority` on HTTP/2 ones, where a `Host` header as well is a duplicate that strict
+        // servers refuse (nginx: 400 "client sent duplicate host header").
         if !body.is_empty()
             || client_sent_body
             || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
@@ -368,11 +377,11 @@ impl Proxy {
         let mut credentials = self.credentials.get().await?;
         loop {
             let request = self.signed_request(method, uri, headers, body, &credentials)?;
-            let response = match self.send(request).await {
+            let response = match self.send(request, connection_retried).await {
                 Ok(response) => response,
                 Err(Sent::Retryable(err)) if !connection_retried => {
                     connection_retried = true;
-                    tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a fresh connection");
+                    tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a new connection");
                     self.metrics.retried(Retry::Connection);
                     continue;
                 }
@@ -468,7 +477,7 @@ impl Proxy {
             &SignInput {
                 method: method.as_str(),
                 uri: &uri.to_string(),
-                host: &self.authority,
+                host: &self.wire_host,
                 content_type,
                 payload_sha256: body.sha256_hex(),
             },
@@ -487,20 +496,30 @@ impl Proxy {
         Ok(request)
     }
 
-    /// Sends one request and waits for the response headers.
+    /// Sends one request, on a pooled connection or a new one, and waits for the response
+    /// headers.
     async fn send(
         &self,
         request: Request<OutboundBody>,
+        new_connection: bool,
     ) -> Result<Response<hyper::body::Incoming>, Sent> {
-        let sent = Instant::now();
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        let started = Instant::now();
+        let sent = async {
+            if new_connection {
+                self.client.request_on_new_connection(request).await
+            } else {
+                self.client.request(request).await
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, sent).await {
             Err(_) => Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
                 "{} did not answer within {} (--response-timeout)",
                 self.authority,
                 humantime::format_duration(self.response_timeout)
             )))),
             Ok(Ok(response)) => {
-                self.metrics.upstream_answered(&self.route, sent.elapsed());
+                self.metrics
+                    .upstream_answered(&self.route, started.elapsed());
                 Ok(response)
             }
             Ok(Err(err)) => {

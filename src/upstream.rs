@@ -128,6 +128,10 @@ impl Resolver {
 /// The pooled client plus the registry of its live connections (for DNS-driven retirement).
 pub struct UpstreamClient {
     client: Client<Connector, OutboundBody>,
+    /// The same connector without a pool: every request on a new connection. For the retry
+    /// after a lost connection, which on the pooled client could land on another connection
+    /// that died the same way (an endpoint restart drops all of them at once).
+    fresh: Client<Connector, OutboundBody>,
     live: Arc<Live>,
 }
 
@@ -135,10 +139,26 @@ impl UpstreamClient {
     /// Sends a request on a pooled (or new) connection, like `Client::request`.
     pub async fn request(
         &self,
+        request: http::Request<OutboundBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        self.send(&self.client, request).await
+    }
+
+    /// Sends a request on a connection opened for it.
+    pub async fn request_on_new_connection(
+        &self,
+        request: http::Request<OutboundBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        self.send(&self.fresh, request).await
+    }
+
+    async fn send(
+        &self,
+        client: &Client<Connector, OutboundBody>,
         mut request: http::Request<OutboundBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         let capture = capture_connection(&mut request);
-        let response = self.client.request(request).await?;
+        let response = client.request(request).await?;
         self.live.adopt(capture);
         Ok(response)
     }
@@ -168,15 +188,21 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
         live: live.clone(),
         open_connections: options.open_connections.clone(),
     };
-    let client = Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(options.idle_timeout)
-        .pool_max_idle_per_host(options.max_idle_per_host)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_timeout(Duration::from_secs(10))
-        .build(connector);
-    Ok(UpstreamClient { client, live })
+    let builder = |max_idle: usize| {
+        Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.idle_timeout)
+            .pool_max_idle_per_host(max_idle)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .build(connector.clone())
+    };
+    Ok(UpstreamClient {
+        client: builder(options.max_idle_per_host),
+        fresh: builder(0),
+        live,
+    })
 }
 
 /// The roots trusted for the endpoint's certificate: web PKI plus `--ca-bundle`.

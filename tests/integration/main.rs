@@ -13,5 +13,6 @@ mod credentials;
 mod deploy;
 mod ops;
 mod policy;
+mod resilience;
 mod sigv4_verifier;
 mod upstream_selftest;

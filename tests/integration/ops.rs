@@ -212,11 +212,18 @@ async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_change
             .header("host", addr.to_string())
             .body(http_body_util::Full::new(Bytes::new()))
             .unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        let exchange = async {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            // Read the body to the end, so the connection is free for the next request.
+            http_body_util::BodyExt::collect(resp.into_body()).await?;
+            Ok::<_, hyper::Error>(status)
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
             .await
             .unwrap()
-            .unwrap();
-        resp.status().as_u16()
+            .unwrap()
     };
     assert_eq!(ask("/x").await, 200);
     std::fs::write(&path, route(&b, "127.0.0.1:0", "")).unwrap();

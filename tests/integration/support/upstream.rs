@@ -270,6 +270,20 @@ pub struct TestUpstreamBuilder {
     max_body: u64,
     record_body_limit: usize,
     body_read_timeout: Duration,
+    idle: Option<IdleClose>,
+}
+
+/// What the upstream does with connections that have been idle (no request in flight) for a
+/// while, like a load balancer's idle timeout.
+#[derive(Clone, Copy, Debug)]
+pub enum IdleClose {
+    /// Close the connection once it has been idle this long (HTTP/1.1: FIN; h2: GOAWAY).
+    After(Duration),
+    /// Keep idle connections open, but drop unanswered the first request that arrives on a
+    /// connection idle longer than this, and close it: the race where the server's idle timer
+    /// fires just as the client reuses the connection. Counted in
+    /// [`TestUpstream::lost_requests`], never recorded.
+    LoseRequestAfter(Duration),
 }
 
 impl TestUpstreamBuilder {
@@ -349,6 +363,12 @@ impl TestUpstreamBuilder {
         self
     }
 
+    /// Close (or race) kept-alive connections idle for a while; see [`IdleClose`].
+    pub fn idle_close(mut self, idle: IdleClose) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
     /// Bind `127.0.0.1:0` and start serving.
     pub async fn start(self) -> TestUpstream {
         let host_name = self
@@ -377,6 +397,7 @@ impl TestUpstreamBuilder {
                 max_body: self.max_body,
                 record_body_limit: self.record_body_limit,
                 body_read_timeout: self.body_read_timeout,
+                idle: self.idle,
             },
             state: Mutex::new(State {
                 creds: self.creds,
@@ -390,6 +411,9 @@ impl TestUpstreamBuilder {
             connections: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
             seq: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            restart: tokio::sync::watch::channel(0).0,
         });
         let tls = tokio_rustls::TlsAcceptor::from(pki.server_config(self.alpn));
         let accept_task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
@@ -411,6 +435,7 @@ struct Config {
     max_body: u64,
     record_body_limit: usize,
     body_read_timeout: Duration,
+    idle: Option<IdleClose>,
 }
 
 struct State {
@@ -429,6 +454,12 @@ struct Shared {
     connections: AtomicU64,
     handshakes: AtomicU64,
     seq: AtomicU64,
+    /// Requests dropped by [`IdleClose::LoseRequestAfter`].
+    lost: AtomicU64,
+    /// Connections being served now.
+    open: AtomicU64,
+    /// Bumped by [`TestUpstream::drop_connections`]; every connection task watches it.
+    restart: tokio::sync::watch::Sender<u64>,
 }
 
 /// Lock ignoring poisoning: a panicking test thread must not wedge the server.
@@ -493,6 +524,7 @@ impl TestUpstream {
             max_body: u64::MAX,
             record_body_limit: DEFAULT_RECORD_BODY_LIMIT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle: None,
         }
     }
 
@@ -585,6 +617,25 @@ impl TestUpstream {
     /// Successful TLS handshakes so far.
     pub fn tls_handshakes(&self) -> u64 {
         self.shared.handshakes.load(Ordering::SeqCst)
+    }
+
+    /// Requests dropped unanswered by [`IdleClose::LoseRequestAfter`].
+    pub fn lost_requests(&self) -> u64 {
+        self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now (TLS established, not yet closed).
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// What a restart looks like from the network: every open connection is dropped at once,
+    /// in the middle of whatever it was doing (no `close_notify`, no GOAWAY), while the listener
+    /// keeps accepting new ones.
+    pub fn drop_connections(&self) {
+        self.shared
+            .restart
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Replace the handler for verified requests.
@@ -724,6 +775,8 @@ async fn serve_connection(
         _ => return, // handshake failed or timed out
     };
     shared.handshakes.fetch_add(1, Ordering::SeqCst);
+    let mut restart = shared.restart.subscribe();
+    restart.mark_unchanged();
     let (_, session) = stream.get_ref();
     let info = ConnInfo {
         id,
@@ -748,15 +801,97 @@ async fn serve_connection(
         Some(_) => builder.http1_only(),
         None => builder,
     };
+    let activity = Arc::new(Activity::new());
+    let idle = shared.config.idle;
+    let served = shared.clone();
+    let conn_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
+        let shared = served.clone();
         let info = info.clone();
-        async move { handle(req, shared, info).await }
+        let activity = conn_activity.clone();
+        async move {
+            if let Some(IdleClose::LoseRequestAfter(limit)) = idle {
+                if activity.idle_for().is_some_and(|d| d > limit) {
+                    activity.touch();
+                    shared.lost.fetch_add(1, Ordering::SeqCst);
+                    activity.close.notify_one();
+                    return Err(CloseConnection);
+                }
+            }
+            let busy = activity.begin();
+            handle(req, shared, info).await.map(|resp| {
+                resp.map(|body| {
+                    body.map_frame(move |f| {
+                        let _ = &busy;
+                        f
+                    })
+                    .boxed()
+                })
+            })
+        }
     });
+    shared.open.fetch_add(1, Ordering::SeqCst);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing = false;
     // Errors (client went away, protocol errors, deliberate closes) just end the connection.
-    let _ = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = restart.changed() => break,
+            () = activity.close.notified() => break,
+            () = tokio::time::sleep(Duration::from_millis(20)), if !closing => {
+                if let Some(IdleClose::After(limit)) = idle {
+                    if activity.idle_for().is_some_and(|d| d >= limit) {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+    shared.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// When a connection last finished a response, and how many are in progress on it.
+struct Activity {
+    state: Mutex<(std::time::Instant, usize)>,
+    close: tokio::sync::Notify,
+}
+
+/// Marks a request in progress until dropped (with its response body).
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.state);
+        s.0 = std::time::Instant::now();
+        s.1 -= 1;
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new((std::time::Instant::now(), 0)),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// How long nothing has been in progress; `None` while a request is.
+    fn idle_for(&self) -> Option<Duration> {
+        let s = lock(&self.state);
+        (s.1 == 0).then(|| s.0.elapsed())
+    }
+
+    fn touch(&self) {
+        lock(&self.state).0 = std::time::Instant::now();
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        lock(&self.state).1 += 1;
+        Busy(self.clone())
+    }
 }
 
 /// Error returned by the service to make hyper drop the connection.
