@@ -43,6 +43,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_header_size: usize,
     pub max_connections: usize,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`--admin-listen`).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +254,7 @@ impl Config {
             )?,
             max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
             max_connections: args.max_connections,
+            admin_listen: args.admin_listen,
         })
     }
 }

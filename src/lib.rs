@@ -22,9 +22,15 @@
 //! Around them: [`cli`] (flags), [`config_file`] (`--config` TOML and `[[route]]`s),
 //! [`config`] (validated configuration), [`listeners`] (one listener per address, SIGHUP
 //! reload), [`endpoint`] (URL → service and region), [`signals`] (SIGTERM/SIGINT/SIGHUP).
+//!
+//! Operations: [`metrics`] (what the proxy counts), [`admin`] (`--admin-listen`: `/healthz`,
+//! `/readyz`, `/metrics`), [`check`] (`sigv4-proxy check`: step-by-step diagnosis), [`health`]
+//! (`sigv4-proxy health`: the admin listener asked from inside a container).
 
+pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod config_file;
@@ -32,7 +38,9 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod listeners;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;
@@ -49,12 +57,18 @@ use crate::config::Config;
 use crate::config_file::Settings;
 use crate::credentials::{load_sdk_config, CredentialCache};
 use crate::listeners::{BuildProxy, Listeners};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+
+/// `--version`: the package version and, when built from a git checkout, the revision
+/// (`0.1.0 (git 0ec3c28)`; see `build.rs`).
+pub const VERSION: &str = env!("SIGV4_PROXY_VERSION");
 
 /// Builds the proxy from a validated configuration: loads the AWS configuration (credential
 /// chain, region), resolves credentials once to log where they come from, and builds the client.
 /// Missing credentials do not stop the proxy: requests get 503 until some appear.
-pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
+/// Every route's proxy counts into `metrics`.
+pub async fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
     let sdk = load_sdk_config(config.profile.as_deref(), config.region.as_deref()).await;
     let region = config
         .region
@@ -72,11 +86,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Proxy>> {
         );
         provider = credentials::assume_role(role, &sdk, provider).await;
     }
-    let credentials = CredentialCache::new(provider);
+    let credentials = CredentialCache::new(metrics.count_credentials(provider));
     if let Err(err) = credentials.get().await {
         tracing::warn!(cause = %err, "no AWS credentials yet; requests will get 503 until credentials can be loaded");
     }
-    Ok(Arc::new(Proxy::new(config, credentials, region)?))
+    Ok(Arc::new(Proxy::with_metrics(
+        config,
+        credentials,
+        region,
+        metrics,
+    )?))
 }
 
 /// Runs the proxy until `shutdown` completes, then drains in-flight requests. `argv` is the
@@ -87,9 +106,37 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let build: BuildProxy =
-        Arc::new(|config: Config| Box::pin(async move { build(&config).await }));
+    let metrics = Arc::new(Metrics::new());
+    let build: BuildProxy = {
+        let metrics = metrics.clone();
+        Arc::new(move |config: Config| {
+            let metrics = metrics.clone();
+            Box::pin(async move { build(&config, metrics).await })
+        })
+    };
+    let admin_listen = admin_address(&settings)?;
+    // What the admin listener reports on: every route, as of the last (re)load. The admin
+    // listener is up before the proxy's listeners say they are ready.
+    let routes = Arc::new(std::sync::RwLock::new(Vec::new()));
+    let admin = match admin_listen {
+        Some(addr) => {
+            let listener = admin::bind(addr).await?;
+            tracing::info!(admin = %listener.local_addr()?, "admin listener ready: /healthz /readyz /metrics");
+            let routes = routes.clone();
+            let current: admin::Routes =
+                Arc::new(move || routes.read().map(|r| r.clone()).unwrap_or_default());
+            Some(tokio::spawn(admin::serve(
+                listener,
+                current,
+                metrics.clone(),
+            )))
+        }
+        None => None,
+    };
     let mut listeners = Listeners::start(&settings, build).await?;
+    if let Ok(mut current) = routes.write() {
+        *current = listeners.all_routes();
+    }
     let mut reload = signals::reload();
     tokio::pin!(shutdown);
     loop {
@@ -98,18 +145,46 @@ pub async fn run(
             Some(()) = reload.recv() => {
                 let loaded = Settings::load(&argv).and_then(with_egress_proxy);
                 let result = match loaded {
-                    Ok(settings) => listeners.reload(&settings).await,
+                    Ok(settings) => {
+                        if admin_address(&settings).ok().flatten() != admin_listen {
+                            tracing::warn!("admin-listen changed in the configuration; it takes effect at the next restart");
+                        }
+                        listeners.reload(&settings).await
+                    }
                     Err(err) => Err(err.into()),
                 };
                 match result {
-                    Ok(()) => tracing::info!(file = ?settings.file, "configuration reloaded"),
+                    Ok(()) => {
+                        if let Ok(mut current) = routes.write() {
+                            *current = listeners.all_routes();
+                        }
+                        tracing::info!(file = ?settings.file, "configuration reloaded")
+                    }
                     Err(err) => tracing::error!(cause = format!("{err:#}"), "reload rejected; the previous configuration keeps running"),
                 }
             }
         }
     }
     listeners.shutdown().await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     Ok(())
+}
+
+/// The admin listener is one per process: every route must name the same address (set it at
+/// the top level of a config file).
+fn admin_address(settings: &Settings) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let mut addresses: Vec<_> = settings.routes.iter().map(|r| r.admin_listen).collect();
+    addresses.dedup();
+    match addresses.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(*one),
+        _ => Err(config::ConfigError(
+            "admin-listen is one per process: set it once, at the top level of the config file, not per route".into(),
+        )
+        .into()),
+    }
 }
 
 /// Adds `HTTPS_PROXY`/`NO_PROXY` from the environment to every route, as AWS tools honour

@@ -57,6 +57,15 @@ impl Listeners {
         self.listeners.iter().map(|(k, l)| (*k, l.bound)).collect()
     }
 
+    /// Every route on every listener now.
+    pub fn all_routes(&self) -> Vec<Arc<Proxy>> {
+        self.listeners
+            .values()
+            .filter_map(|l| l.state.read().ok().map(|s| s.routes().to_vec()))
+            .flatten()
+            .collect()
+    }
+
     /// The routes serving one configured address now.
     pub fn routes(&self, listen: SocketAddr) -> Vec<Arc<Proxy>> {
         self.listeners

@@ -24,6 +24,7 @@ use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
+use crate::metrics::{Metrics, RequestMetrics, Retry};
 use crate::policy::{Decision, Policy, RequestFacts};
 use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
@@ -54,6 +55,9 @@ pub struct Proxy {
     /// `""` or `/prefix`: removed before forwarding, added back to redirects and cookie paths.
     path_prefix: String,
     request_timeout: Option<Duration>,
+    metrics: Arc<Metrics>,
+    /// The `route` label of this proxy's metrics.
+    route: String,
 }
 
 /// What the pipeline learned about a request, for its access-log line.
@@ -72,7 +76,20 @@ impl Proxy {
         credentials: CredentialCache,
         region: String,
     ) -> Result<Proxy, ProxyError> {
-        let client = build_client(&config.upstream)
+        Self::with_metrics(config, credentials, region, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Proxy::new`], recording into `metrics` (shared with the admin listener and the
+    /// credential provider).
+    pub fn with_metrics(
+        config: &Config,
+        credentials: CredentialCache,
+        region: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, ProxyError> {
+        let mut upstream = config.upstream.clone();
+        upstream.open_connections = Some(metrics.upstream_connections());
+        let client = build_client(&upstream)
             .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
         let wire_host = match config.endpoint.port {
             443 if config.endpoint.host.contains(':') => format!("[{}]", config.endpoint.host),
@@ -99,7 +116,34 @@ impl Proxy {
             auth: config.auth.clone(),
             path_prefix: config.path_prefix.clone(),
             request_timeout: config.request_timeout,
+            metrics,
+            route: format!("{}{}", config.endpoint.host, config.path_prefix),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Signs and sends a body-less request to the endpoint through the pooled client, exactly as
+    /// a client's request would be: the readiness probe and `sigv4-proxy check` use it.
+    pub async fn send_signed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let uri: Uri = format!("{}{path_and_query}", self.base_url)
+            .parse()
+            .map_err(|e| ProxyError::BadRequest(format!("`{path_and_query}`: {e}")))?;
+        // No `Host`: the client adds it on HTTP/1.1, `:authority` carries it on HTTP/2.
+        let headers = HeaderMap::new();
+        self.send_with_retry(&method, &uri, &headers, &SpooledBody::empty())
+            .await
+    }
+
+    /// The `route` label: endpoint host and path prefix.
+    pub fn route(&self) -> &str {
+        &self.route
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -129,6 +173,7 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut notes = Notes::default();
+        let mut request_metrics = self.metrics.request_started(&self.route);
         let deadline = self
             .request_timeout
             .map(|limit| (tokio::time::Instant::now() + limit, limit));
@@ -148,6 +193,10 @@ impl Proxy {
         let response = match forwarded {
             Ok(response) => response,
             Err(err) => {
+                request_metrics.answered_by_proxy();
+                if matches!(err, ProxyError::Forbidden(_)) {
+                    self.metrics.policy_denied();
+                }
                 if err.status().is_server_error() {
                     tracing::warn!(%method, %path, error = %err, "request failed");
                 }
@@ -172,6 +221,7 @@ impl Proxy {
                     started,
                     principal: notes.principal,
                     policy: notes.policy,
+                    metrics: request_metrics,
                 }),
             }
             .boxed()
@@ -263,6 +313,9 @@ impl Proxy {
         };
 
         let body = SpooledBody::read(body, declared_len, self.limits).await?;
+        if body.is_spilled() {
+            self.metrics.body_spilled();
+        }
         notes.bytes_in = body.len();
 
         if let (true, Some(policy)) = (policy_needs_body, &self.policy) {
@@ -326,6 +379,7 @@ impl Proxy {
                 Err(Sent::Retryable(err)) if !connection_retried => {
                     connection_retried = true;
                     tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a new connection");
+                    self.metrics.retried(Retry::Connection);
                     continue;
                 }
                 Err(Sent::Retryable(err)) => return Err(lost_connection(&self.authority, &err)),
@@ -377,9 +431,11 @@ impl Proxy {
                         retry_with = %key_id_tail(credentials.access_key_id()),
                         "the endpoint rejected the credentials as expired or invalid; retrying once"
                     );
+                    self.metrics.retried(Retry::Credentials);
                 }
                 Some(Rejection::ClockSkew { server_now }) if !clock_retried => {
                     clock_retried = true;
+                    self.metrics.retried(Retry::Clock);
                     let local = SystemTime::now();
                     let Some(server_now) = server_now else {
                         tracing::warn!("the endpoint says the request time is too far from its clock but did not say its time; check this machine's clock (NTP)");
@@ -444,20 +500,24 @@ impl Proxy {
         request: Request<OutboundBody>,
         new_connection: bool,
     ) -> Result<Response<hyper::body::Incoming>, Sent> {
-        let sent = async {
+        let sent = Instant::now();
+        let send = async {
             if new_connection {
                 self.client.request_on_new_connection(request).await
             } else {
                 self.client.request(request).await
             }
         };
-        match tokio::time::timeout(self.response_timeout, sent).await {
+        match tokio::time::timeout(self.response_timeout, send).await {
             Err(_) => Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
                 "{} did not answer within {} (--response-timeout)",
                 self.authority,
                 humantime::format_duration(self.response_timeout)
             )))),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                self.metrics.upstream_answered(&self.route, sent.elapsed());
+                Ok(response)
+            }
             Ok(Err(err)) => {
                 let connect_timeout =
                     find_source::<ConnectError>(&err).is_some_and(ConnectError::is_timeout);
@@ -651,6 +711,8 @@ struct Record {
     started: Instant,
     principal: Option<String>,
     policy: Option<String>,
+    /// Keeps the request counted as in flight until the record is dropped.
+    metrics: RequestMetrics,
 }
 
 pin_project_lite::pin_project! {
@@ -675,6 +737,8 @@ pin_project_lite::pin_project! {
 }
 
 fn log_request(r: &Record, complete: bool) {
+    r.metrics
+        .finish(&r.method, r.status, r.bytes_in, r.bytes_out);
     let latency_ms = r.started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         target: "sigv4_proxy::access",

@@ -32,6 +32,7 @@ use hyper_util::client::legacy::connect::{
 use hyper_util::client::legacy::Client;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -60,6 +61,8 @@ pub struct UpstreamOptions {
     /// How often the hosts of live connections are resolved again.
     pub dns_refresh: Duration,
     pub resolver: Resolver,
+    /// Counts open connections to the endpoint (the `/metrics` gauge).
+    pub open_connections: Option<Gauge>,
 }
 
 impl Default for UpstreamOptions {
@@ -74,6 +77,7 @@ impl Default for UpstreamOptions {
             egress_proxy: None,
             dns_refresh: Duration::from_secs(30),
             resolver: Resolver::system(),
+            open_connections: None,
         }
     }
 }
@@ -162,17 +166,7 @@ impl UpstreamClient {
 
 /// Builds the pooled client (and, inside a runtime, its DNS refresh task).
 pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in &options.extra_roots {
-        roots.add(cert.clone())?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut tls = tls_client_config(options)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let live = Arc::new(Live::default());
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -192,6 +186,7 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
         handshake_timeout: options.tls_handshake_timeout,
         egress_proxy: options.egress_proxy.clone(),
         live: live.clone(),
+        open_connections: options.open_connections.clone(),
     };
     let builder = |max_idle: usize| {
         Client::builder(TokioExecutor::new())
@@ -208,6 +203,27 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
         fresh: builder(0),
         live,
     })
+}
+
+/// The roots trusted for the endpoint's certificate: web PKI plus `--ca-bundle`.
+pub fn root_store(options: &UpstreamOptions) -> Result<rustls::RootCertStore, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in &options.extra_roots {
+        roots.add(cert.clone())?;
+    }
+    Ok(roots)
+}
+
+/// The endpoint's TLS settings: web PKI roots plus `--ca-bundle`, ring, TLS 1.2 and 1.3.
+pub fn tls_client_config(options: &UpstreamOptions) -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = root_store(options)?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// Checks `HTTPS_PROXY`-style settings against the host the proxy dials: only `http://`
@@ -243,6 +259,7 @@ pub struct Connector {
     handshake_timeout: Duration,
     egress_proxy: Option<Arc<Matcher>>,
     live: Arc<Live>,
+    open_connections: Option<Gauge>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +363,7 @@ impl tower::Service<Uri> for Connector {
                 io: TokioIo::new(tls),
                 h2,
                 live,
+                _counted: Counted::new(this.open_connections.clone()),
             })
         })
     }
@@ -433,6 +451,27 @@ pub struct UpstreamConn {
     io: TokioIo<TlsStream<TcpStream>>,
     h2: bool,
     live: Option<LiveGuard>,
+    _counted: Counted,
+}
+
+/// Counts a connection in the open-connections gauge for as long as it lives.
+struct Counted(Option<Gauge>);
+
+impl Counted {
+    fn new(gauge: Option<Gauge>) -> Counted {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
 }
 
 /// Travels with the pool's metadata of a connection, so a response can say which one it used.

@@ -15,12 +15,7 @@ fn creds() -> Creds {
 }
 
 async fn upstream(service: &str) -> TestUpstream {
-    TestUpstream::builder()
-        .service(service)
-        .region("us-east-1")
-        .creds(creds())
-        .start()
-        .await
+    TestUpstream::start_for(service, creds()).await
 }
 
 async fn pair(service: &str, extra: &[&str]) -> (TestUpstream, TestProxy) {

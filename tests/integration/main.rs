@@ -3,9 +3,12 @@
 mod fakes;
 mod support;
 
+mod admin;
+mod check;
 mod cli;
 mod core;
 mod credentials;
+mod deploy;
 mod ops;
 mod policy;
 mod resilience;

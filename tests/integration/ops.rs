@@ -38,12 +38,7 @@ fn env_creds() -> Vec<(String, String)> {
 }
 
 async fn upstream() -> TestUpstream {
-    TestUpstream::builder()
-        .service("es")
-        .region("us-east-1")
-        .creds(creds())
-        .start()
-        .await
+    TestUpstream::start_for("es", creds()).await
 }
 
 /// A `[[route]]` pointing at `up` on `listen`.

@@ -14,12 +14,7 @@ fn creds() -> Creds {
 }
 
 async fn upstream() -> TestUpstream {
-    TestUpstream::builder()
-        .service("es")
-        .region("us-east-1")
-        .creds(creds())
-        .start()
-        .await
+    TestUpstream::start_for("es", creds()).await
 }
 
 struct TempFile(std::path::PathBuf);

@@ -21,5 +21,6 @@ pub use tls::{Alpn, TestPki};
 pub use upstream::{IdleClose, Recorded, Reply, ReplyBody, TestUpstream};
 pub mod http;
 pub mod proxy;
+pub mod sts;
 #[allow(unused_imports)]
 pub use proxy::{ProxyProcess, TestProxy};

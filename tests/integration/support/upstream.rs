@@ -500,6 +500,16 @@ impl Drop for TestUpstream {
 }
 
 impl TestUpstream {
+    /// An upstream for `service` in us-east-1 that accepts `creds`, with the default handler.
+    pub async fn start_for(service: &str, creds: Creds) -> TestUpstream {
+        TestUpstream::builder()
+            .service(service)
+            .region("us-east-1")
+            .creds(creds)
+            .start()
+            .await
+    }
+
     pub fn builder() -> TestUpstreamBuilder {
         TestUpstreamBuilder {
             service: "es".into(),
