@@ -398,6 +398,36 @@ def bench(d, procs):
     results = {}
     proxy_cpu = {}
 
+    bulk_runs, stream, bulk_peak, stream_peak, bulk_load, stream_load, reset_ok = {}, {}, 0, 0, '-', '-', True
+    if "bulk" in ONLY:
+        # 32 MiB bulks, one at a time; the proxy's peak RSS over them.
+        # Memory first, on the fresh process: four (or more) sequential bulks, then the download.
+        reset_ok = reset_peak(pid)
+        bulk_runs = {n: [] for n in names}
+        for r in range(max(4, ROUNDS + 1)):
+            for n in order(r):
+                url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
+                extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
+                t = curl_resolve(url + "/_bulk", ca, extra, data=bulk)
+                bulk_runs[n].append(BULK_BYTES / MiB / t)
+            log(f"bulk         round {r + 1} " + "  ".join(f"{n} {bulk_runs[n][-1]:.0f} MB/s" for n in names)
+                + f"  load {loadavg()}")
+        bulk_peak = status(pid)["VmHWM"]
+        bulk_load = loadavg()
+
+    if "stream" in ONLY:
+        # A 500 MB streamed response.
+        reset_peak(pid)
+        stream = {}
+        for n in ("direct", "proxy"):
+            url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
+            extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
+            t = curl_resolve(url + "/_snapshot/big", ca, extra)
+            stream[n] = STREAM_BYTES / 1e6 / t
+        stream_peak = status(pid)["VmHWM"]
+        stream_load = loadavg()
+
+
     # Warm up every path (TLS handshakes, pools).
     for n in names:
         wrk(urls[n] + "/_cluster/health", seconds=1)
@@ -421,37 +451,6 @@ def bench(d, procs):
         results[label] = runs
         proxy_cpu[label] = statistics.median(cpu)
 
-    if ONLY != {"get", "post", "bulk", "stream"}:
-        for label, runs in results.items():
-            r = [p["rps"] / q["rps"] for p, q in zip(runs["proxy"], runs["direct"])]
-            log(f"{label}: proxy/direct {statistics.median(r):.2f}x; proxy CPU {proxy_cpu[label]:.0f} µs per request")
-        if "bulk" not in ONLY:
-            return 0
-    # 32 MiB bulks, one at a time; the proxy's peak RSS over them.
-    reset_ok = reset_peak(pid)
-    bulk_runs = {n: [] for n in names}
-    for r in range(max(4, ROUNDS + 1)):
-        for n in order(r):
-            url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
-            extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
-            t = curl_resolve(url + "/_bulk", ca, extra, data=bulk)
-            bulk_runs[n].append(BULK_BYTES / MiB / t)
-        log(f"bulk         round {r + 1} " + "  ".join(f"{n} {bulk_runs[n][-1]:.0f} MB/s" for n in names)
-            + f"  load {loadavg()}")
-    bulk_peak = status(pid)["VmHWM"]
-    bulk_load = loadavg()
-
-    # A 500 MB streamed response.
-    reset_peak(pid)
-    stream = {}
-    for n in ("direct", "proxy"):
-        url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
-        extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
-        t = curl_resolve(url + "/_snapshot/big", ca, extra)
-        stream[n] = STREAM_BYTES / 1e6 / t
-    stream_peak = status(pid)["VmHWM"]
-    stream_load = loadavg()
-
     time.sleep(2)
     idle_end = status(pid)["VmRSS"]
     fds_end = fd_count(pid)
@@ -472,20 +471,22 @@ def bench(d, procs):
         rows.append(line)
         for pct in ("p50", "p99"):
             line = [f"{label} {pct} ms", f"{med('direct', label, pct):.2f}", f"{med('proxy', label, pct):.2f}",
-                    f"+{med('proxy', label, pct) - med('direct', label, pct):.2f} ms"]
+                    f"{med('proxy', label, pct) - med('direct', label, pct):+.2f} ms"]
             if REFERENCE:
                 line += [f"{med('nginx', label, pct):.2f}",
-                         f"+{med('nginx', label, pct) - med('direct', label, pct):.2f} ms"]
+                         f"{med('nginx', label, pct) - med('direct', label, pct):+.2f} ms"]
             rows.append(line)
-    line = ["32 MiB _bulk MB/s", f"{statistics.median(bulk_runs['direct']):.0f}",
-            f"{statistics.median(bulk_runs['proxy']):.0f}",
-            fmt_ratio([p / q for p, q in zip(bulk_runs["proxy"], bulk_runs["direct"])])]
-    if REFERENCE:
-        line += [f"{statistics.median(bulk_runs['nginx']):.0f}",
-                 fmt_ratio([p / q for p, q in zip(bulk_runs["nginx"], bulk_runs["direct"])])]
-    rows.append(line)
-    rows.append(["500 MB response MB/s", f"{stream['direct']:.0f}", f"{stream['proxy']:.0f}",
-                 f"{stream['proxy'] / stream['direct']:.2f}x"] + (["", ""] if REFERENCE else []))
+    if bulk_runs:
+        line = ["32 MiB _bulk MB/s", f"{statistics.median(bulk_runs['direct']):.0f}",
+                f"{statistics.median(bulk_runs['proxy']):.0f}",
+                fmt_ratio([p / q for p, q in zip(bulk_runs["proxy"], bulk_runs["direct"])])]
+        if REFERENCE:
+            line += [f"{statistics.median(bulk_runs['nginx']):.0f}",
+                     fmt_ratio([p / q for p, q in zip(bulk_runs["nginx"], bulk_runs["direct"])])]
+        rows.append(line)
+    if stream:
+        rows.append(["500 MB response MB/s", f"{stream['direct']:.0f}", f"{stream['proxy']:.0f}",
+                     f"{stream['proxy'] / stream['direct']:.2f}x"] + (["", ""] if REFERENCE else []))
 
     header = ["workload", "direct", "sigv4-proxy", "proxy/direct"] + (["nginx proxy", "nginx/direct"] if REFERENCE else [])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
@@ -507,9 +508,11 @@ def bench(d, procs):
     print("|---|---|")
     print(f"| idle RSS after start | {mb(idle_start)} |")
     print(f"| idle RSS after the run | {mb(idle_end)} |")
-    print(f"| peak RSS over {len(bulk_runs['proxy'])} sequential 32 MiB bulks | {mb(bulk_peak)}"
-          f"{'' if reset_ok else ' (process peak: clear_refs not permitted)'} (load {bulk_load}) |")
-    print(f"| peak RSS while streaming 500 MB | {mb(stream_peak)} (load {stream_load}) |")
+    if bulk_runs:
+        print(f"| peak RSS over {len(bulk_runs['proxy'])} sequential 32 MiB bulks (fresh process) | {mb(bulk_peak)}"
+              f"{'' if reset_ok else ' (process peak: clear_refs not permitted)'} (load {bulk_load}) |")
+    if stream:
+        print(f"| peak RSS while streaming 500 MB | {mb(stream_peak)} (load {stream_load}) |")
     for label, cpu in proxy_cpu.items():
         print(f"| proxy CPU per {label} request (user+sys) | {cpu:.0f} µs |")
     print(f"| open fds start / end | {fds_start} / {fds_end} |")
