@@ -9,7 +9,13 @@ use sigv4_proxy::signing::{SignInput, Signer};
 
 fn main() {
     let signer = Signer::new(Service::Es, "us-east-1");
-    let creds = Credentials::new("AKIDEXAMPLE", "bench/secret", Some("token".into()), None, "bench");
+    let creds = Credentials::new(
+        "AKIDEXAMPLE",
+        "bench/secret",
+        Some("token".into()),
+        None,
+        "bench",
+    );
     let input = SignInput {
         method: "GET",
         uri: "https://search-bench-x.us-east-1.es.amazonaws.com/logs-2026.11.*/_search?q=level%3Aerror&size=10",
@@ -27,5 +33,8 @@ fn main() {
         }
         best = best.min(started.elapsed());
     }
-    println!("Signer::sign: {:.2} µs per call (best of 5 × {n})", best.as_secs_f64() * 1e6 / f64::from(n));
+    println!(
+        "Signer::sign: {:.2} µs per call (best of 5 × {n})",
+        best.as_secs_f64() * 1e6 / f64::from(n)
+    );
 }
