@@ -20,7 +20,8 @@ every result: on a shared machine, read the ratios, not the absolute numbers.
 
 Environment knobs: BENCH_SECONDS (per wrk run, default 8), BENCH_ROUNDS (default 3),
 BENCH_UPSTREAM_H2 (0: nginx offers only http/1.1), BENCH_BINARY, BENCH_NO_REFERENCE (skip the
-nginx reference), BENCH_KEEP (keep the work directory), BENCH_PROXY_ARGS (extra proxy flags).
+nginx reference), BENCH_KEEP (keep the work directory), BENCH_PROXY_ARGS (extra proxy flags),
+BENCH_ONLY (comma-separated subset of get,post,bulk,stream; a quick look prints no table).
 """
 
 import os
@@ -43,6 +44,7 @@ THREADS = 2
 BINARY = os.path.abspath(os.environ.get("BENCH_BINARY", "target/release/sigv4-proxy"))
 UPSTREAM_H2 = os.environ.get("BENCH_UPSTREAM_H2", "1") != "0"
 REFERENCE = not os.environ.get("BENCH_NO_REFERENCE")
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "get,post,bulk,stream").split(",")))
 BULK_BYTES = 32 << 20
 POST_BYTES = 64 << 10
 STREAM_BYTES = 500_000_000
@@ -59,10 +61,21 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(pair=False):
+    """A free port (and, with `pair`, the one after it free too)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not pair or port >= 65535:
+            return port
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise SystemExit("no free port pair")
 
 
 def wait_port(port, timeout=20.0):
@@ -139,7 +152,6 @@ http {{
   access_log off;
   client_max_body_size 200m;
   keepalive_requests 10000000;
-  http2_max_requests 10000000;
   keepalive_timeout 300s;
   sendfile on;
   server {{
@@ -151,8 +163,19 @@ http {{
     default_type application/json;
     location = /_cluster/health {{ return 200 '{SMALL_JSON}'; }}
     location = /logs/_search {{ return 200 '{SEARCH_JSON}'; }}
-    location = /_bulk {{ return 200 '{BULK_JSON}'; }}
+    # Read the whole body before answering (a bare `return` may answer first and reset the
+    # upload): proxy_pass buffers the request body, then asks the internal server below.
+    location = /_bulk {{
+      client_body_buffer_size 40m;
+      proxy_pass http://127.0.0.1:{port + 1}/bulk-answer;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
     location = /_snapshot/big {{ default_type application/octet-stream; alias {d}/big.bin; }}
+  }}
+  server {{
+    listen 127.0.0.1:{port + 1};
+    location = /bulk-answer {{ default_type application/json; return 200 '{BULK_JSON}'; }}
   }}
 }}
 """
@@ -165,6 +188,7 @@ http {{
   {nginx_temp(d, "reference")}
   access_log off;
   client_max_body_size 200m;
+  client_body_buffer_size 128k;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
   upstream endpoint {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
@@ -300,7 +324,9 @@ def main():
     if not os.path.exists(BINARY):
         raise SystemExit(f"{BINARY} not found: build with `cargo build --release`")
     d = tempfile.mkdtemp(prefix="sigv4-proxy-bench-")
+    os.chmod(d, 0o755)  # nginx workers run as nobody: they read big.bin and write temp files here
     procs = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return bench(d, procs)
     finally:
@@ -317,11 +343,12 @@ def bench(d, procs):
     make_certs(d)
     with open(os.path.join(d, "big.bin"), "wb") as f:
         f.truncate(STREAM_BYTES)  # sparse: costs no disk
+    os.chmod(os.path.join(d, "big.bin"), 0o644)
     script = post_script(d)
     bulk = bulk_file(d)
     ca = os.path.join(d, "bench-ca.pem")
 
-    up_port, proxy_port, ref_port = free_port(), free_port(), free_port()
+    up_port, proxy_port, ref_port = free_port(pair=True), free_port(), free_port()
     conf = os.path.join(d, "upstream.conf")
     with open(conf, "w") as f:
         f.write(upstream_conf(d, up_port))
@@ -371,11 +398,44 @@ def bench(d, procs):
     results = {}
     proxy_cpu = {}
 
+    bulk_runs, stream, bulk_peak, stream_peak, bulk_load, stream_load, reset_ok = {}, {}, 0, 0, '-', '-', True
+    if "bulk" in ONLY:
+        # 32 MiB bulks, one at a time; the proxy's peak RSS over them.
+        # Memory first, on the fresh process: four (or more) sequential bulks, then the download.
+        reset_ok = reset_peak(pid)
+        bulk_runs = {n: [] for n in names}
+        for r in range(max(4, ROUNDS + 1)):
+            for n in order(r):
+                url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
+                extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
+                t = curl_resolve(url + "/_bulk", ca, extra, data=bulk)
+                bulk_runs[n].append(BULK_BYTES / MiB / t)
+            log(f"bulk         round {r + 1} " + "  ".join(f"{n} {bulk_runs[n][-1]:.0f} MB/s" for n in names)
+                + f"  load {loadavg()}")
+        bulk_peak = status(pid)["VmHWM"]
+        bulk_load = loadavg()
+
+    if "stream" in ONLY:
+        # A 500 MB streamed response.
+        reset_peak(pid)
+        stream = {}
+        for n in ("direct", "proxy"):
+            url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
+            extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
+            t = curl_resolve(url + "/_snapshot/big", ca, extra)
+            stream[n] = STREAM_BYTES / 1e6 / t
+        stream_peak = status(pid)["VmHWM"]
+        stream_load = loadavg()
+
+
     # Warm up every path (TLS handshakes, pools).
     for n in names:
         wrk(urls[n] + "/_cluster/health", seconds=1)
 
-    for label, path, scr in (("GET", "/_cluster/health", None), ("POST 64 KiB", "/logs/_search", script)):
+    for key, label, path, scr in (("get", "GET", "/_cluster/health", None),
+                                  ("post", "POST 64 KiB", "/logs/_search", script)):
+        if key not in ONLY:
+            continue
         runs = {n: [] for n in names}
         cpu = []
         for r in range(ROUNDS):
@@ -391,31 +451,6 @@ def bench(d, procs):
         results[label] = runs
         proxy_cpu[label] = statistics.median(cpu)
 
-    # 32 MiB bulks, one at a time; the proxy's peak RSS over them.
-    reset_ok = reset_peak(pid)
-    bulk_runs = {n: [] for n in names}
-    for r in range(max(4, ROUNDS + 1)):
-        for n in order(r):
-            url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
-            extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
-            t = curl_resolve(url + "/_bulk", ca, extra, data=bulk)
-            bulk_runs[n].append(BULK_BYTES / MiB / t)
-        log(f"bulk         round {r + 1} " + "  ".join(f"{n} {bulk_runs[n][-1]:.0f} MB/s" for n in names)
-            + f"  load {loadavg()}")
-    bulk_peak = status(pid)["VmHWM"]
-    bulk_load = loadavg()
-
-    # A 500 MB streamed response.
-    reset_peak(pid)
-    stream = {}
-    for n in ("direct", "proxy"):
-        url = urls[n].replace("127.0.0.1", HOST) if n == "direct" else urls[n]
-        extra = ["--resolve", f"{HOST}:{up_port}:127.0.0.1"] if n == "direct" else []
-        t = curl_resolve(url + "/_snapshot/big", ca, extra)
-        stream[n] = STREAM_BYTES / 1e6 / t
-    stream_peak = status(pid)["VmHWM"]
-    stream_load = loadavg()
-
     time.sleep(2)
     idle_end = status(pid)["VmRSS"]
     fds_end = fd_count(pid)
@@ -428,7 +463,7 @@ def bench(d, procs):
         return [p[key] / d_[key] for p, d_ in zip(results[label][n], results[label]["direct"])]
 
     rows = []
-    for label in ("GET", "POST 64 KiB"):
+    for label in results:
         line = [f"{label} req/s", f"{med('direct', label, 'rps'):.0f}", f"{med('proxy', label, 'rps'):.0f}",
                 fmt_ratio(ratios(label, "rps"))]
         if REFERENCE:
@@ -436,20 +471,22 @@ def bench(d, procs):
         rows.append(line)
         for pct in ("p50", "p99"):
             line = [f"{label} {pct} ms", f"{med('direct', label, pct):.2f}", f"{med('proxy', label, pct):.2f}",
-                    f"+{med('proxy', label, pct) - med('direct', label, pct):.2f} ms"]
+                    f"{med('proxy', label, pct) - med('direct', label, pct):+.2f} ms"]
             if REFERENCE:
                 line += [f"{med('nginx', label, pct):.2f}",
-                         f"+{med('nginx', label, pct) - med('direct', label, pct):.2f} ms"]
+                         f"{med('nginx', label, pct) - med('direct', label, pct):+.2f} ms"]
             rows.append(line)
-    line = ["32 MiB _bulk MB/s", f"{statistics.median(bulk_runs['direct']):.0f}",
-            f"{statistics.median(bulk_runs['proxy']):.0f}",
-            fmt_ratio([p / q for p, q in zip(bulk_runs["proxy"], bulk_runs["direct"])])]
-    if REFERENCE:
-        line += [f"{statistics.median(bulk_runs['nginx']):.0f}",
-                 fmt_ratio([p / q for p, q in zip(bulk_runs["nginx"], bulk_runs["direct"])])]
-    rows.append(line)
-    rows.append(["500 MB response MB/s", f"{stream['direct']:.0f}", f"{stream['proxy']:.0f}",
-                 f"{stream['proxy'] / stream['direct']:.2f}x"] + (["", ""] if REFERENCE else []))
+    if bulk_runs:
+        line = ["32 MiB _bulk MB/s", f"{statistics.median(bulk_runs['direct']):.0f}",
+                f"{statistics.median(bulk_runs['proxy']):.0f}",
+                fmt_ratio([p / q for p, q in zip(bulk_runs["proxy"], bulk_runs["direct"])])]
+        if REFERENCE:
+            line += [f"{statistics.median(bulk_runs['nginx']):.0f}",
+                     fmt_ratio([p / q for p, q in zip(bulk_runs["nginx"], bulk_runs["direct"])])]
+        rows.append(line)
+    if stream:
+        rows.append(["500 MB response MB/s", f"{stream['direct']:.0f}", f"{stream['proxy']:.0f}",
+                     f"{stream['proxy'] / stream['direct']:.2f}x"] + (["", ""] if REFERENCE else []))
 
     header = ["workload", "direct", "sigv4-proxy", "proxy/direct"] + (["nginx proxy", "nginx/direct"] if REFERENCE else [])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
@@ -471,10 +508,13 @@ def bench(d, procs):
     print("|---|---|")
     print(f"| idle RSS after start | {mb(idle_start)} |")
     print(f"| idle RSS after the run | {mb(idle_end)} |")
-    print(f"| peak RSS over {len(bulk_runs['proxy'])} sequential 32 MiB bulks | {mb(bulk_peak)}"
-          f"{'' if reset_ok else ' (process peak: clear_refs not permitted)'} (load {bulk_load}) |")
-    print(f"| peak RSS while streaming 500 MB | {mb(stream_peak)} (load {stream_load}) |")
-    print(f"| CPU per GET / per 64 KiB POST | {proxy_cpu['GET']:.0f} µs / {proxy_cpu['POST 64 KiB']:.0f} µs |")
+    if bulk_runs:
+        print(f"| peak RSS over {len(bulk_runs['proxy'])} sequential 32 MiB bulks (fresh process) | {mb(bulk_peak)}"
+              f"{'' if reset_ok else ' (process peak: clear_refs not permitted)'} (load {bulk_load}) |")
+    if stream:
+        print(f"| peak RSS while streaming 500 MB | {mb(stream_peak)} (load {stream_load}) |")
+    for label, cpu in proxy_cpu.items():
+        print(f"| proxy CPU per {label} request (user+sys) | {cpu:.0f} µs |")
     print(f"| open fds start / end | {fds_start} / {fds_end} |")
     print()
     print(f"load average at the end: {loadavg()}")
@@ -486,7 +526,8 @@ def bench(d, procs):
 
 
 def curl_resolve(url, ca, extra, data=None):
-    cmd = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-H", "Expect:"] + extra
+    cmd = ["curl", "-sS", "--http1.1", "--max-time", "300", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+           "-H", "Expect:"] + extra
     if url.startswith("https://"):
         cmd += ["--cacert", ca]
     if data:

@@ -135,11 +135,8 @@ impl Proxy {
         let uri: Uri = format!("{}{path_and_query}", self.base_url)
             .parse()
             .map_err(|e| ProxyError::BadRequest(format!("`{path_and_query}`: {e}")))?;
-        let mut headers = HeaderMap::new();
-        let host = HeaderValue::from_str(&self.authority).map_err(|e| {
-            ProxyError::Internal(format!("endpoint host is not a header value: {e}"))
-        })?;
-        headers.insert(header::HOST, host);
+        // No `Host`: the client adds it on HTTP/1.1, `:authority` carries it on HTTP/2.
+        let headers = HeaderMap::new();
         self.send_with_retry(&method, &uri, &headers, &SpooledBody::empty())
             .await
     }
