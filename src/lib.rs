@@ -40,6 +40,7 @@ pub mod error;
 pub mod headers;
 pub mod health;
 pub mod listeners;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -115,8 +115,8 @@ fn signed_key(up: &TestUpstream) -> String {
     auth[at..].split('/').next().unwrap().to_string()
 }
 
-fn assert_logged_source(proxy: &ProxyProcess, source: &str, key: &str) {
-    let logs = proxy.stderr();
+async fn assert_logged_source(proxy: &ProxyProcess, source: &str, key: &str) {
+    let logs = proxy.settled_stderr().await;
     let tail = &key[key.len() - 4..];
     assert!(
         logs.lines().any(|l| l.contains("credentials loaded")
@@ -127,8 +127,8 @@ fn assert_logged_source(proxy: &ProxyProcess, source: &str, key: &str) {
     );
 }
 
-fn assert_no_secrets(proxy: &ProxyProcess, secrets: &[&str]) {
-    let logs = proxy.stderr();
+async fn assert_no_secrets(proxy: &ProxyProcess, secrets: &[&str]) {
+    let logs = proxy.settled_stderr().await;
     for secret in secrets {
         assert!(!secret.is_empty());
         assert!(
@@ -155,8 +155,8 @@ async fn environment_keys_without_a_session_token() {
         up.last_request().unwrap().header("x-amz-security-token"),
         None
     );
-    assert_logged_source(&proxy, "EnvironmentVariable", STATIC_KEY);
-    assert!(proxy.stderr().contains("expires=never"));
+    assert_logged_source(&proxy, "EnvironmentVariable", STATIC_KEY).await;
+    assert!(proxy.settled_stderr().await.contains("expires=never"));
 }
 
 #[tokio::test]
@@ -171,7 +171,7 @@ async fn profile_with_static_keys_by_flag_and_by_aws_profile() {
     );
     let by_flag = start(&up, &["--profile", "work"], &home.env()).await;
     assert_signed_ok(&by_flag, &up).await;
-    assert_logged_source(&by_flag, "ProfileFile", STATIC_KEY);
+    assert_logged_source(&by_flag, "ProfileFile", STATIC_KEY).await;
     let mut by_env = home.env();
     by_env.push(("AWS_PROFILE".into(), "work".into()));
     let by_env = start(&up, &[], &by_env).await;
@@ -181,7 +181,7 @@ async fn profile_with_static_keys_by_flag_and_by_aws_profile() {
     by_var.push(("SIGV4_PROXY_PROFILE".into(), "work".into()));
     let by_var = start(&up, &[], &by_var).await;
     assert_signed_ok(&by_var, &up).await;
-    assert_no_secrets(&by_flag, &[STATIC_SECRET]);
+    assert_no_secrets(&by_flag, &[STATIC_SECRET]).await;
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn profile_role_arn_with_source_profile_assumes_the_role_with_the_source_k
         "signed with the source profile"
     );
     assert_eq!(signed_key(&up), "ASIASTS00000001");
-    assert_logged_source(&proxy, "AssumeRoleProvider", "ASIASTS00000001");
+    assert_logged_source(&proxy, "AssumeRoleProvider", "ASIASTS00000001").await;
 }
 
 #[tokio::test]
@@ -262,8 +262,8 @@ async fn profile_credential_process() {
     let proxy = start(&up, &["-vv"], &env).await;
     assert_signed_ok(&proxy, &up).await;
     assert_eq!(signed_key(&up), issued.access_key);
-    assert_logged_source(&proxy, "CredentialProcess", &issued.access_key);
-    assert_no_secrets(&proxy, &[&issued.secret, issued.token.as_deref().unwrap()]);
+    assert_logged_source(&proxy, "CredentialProcess", &issued.access_key).await;
+    assert_no_secrets(&proxy, &[&issued.secret, issued.token.as_deref().unwrap()]).await;
 }
 
 #[tokio::test]
@@ -311,7 +311,7 @@ async fn web_identity_token_file_as_irsa_sets_it() {
         calls[0].param("RoleSessionName").as_deref(),
         Some("pod-abc")
     );
-    assert_logged_source(&proxy, "WebIdentityToken", "ASIASTS00000001");
+    assert_logged_source(&proxy, "WebIdentityToken", "ASIASTS00000001").await;
     assert_no_secrets(
         &proxy,
         &[
@@ -319,7 +319,8 @@ async fn web_identity_token_file_as_irsa_sets_it() {
             "sts-session-token-1-IQoJb3JpZ2luX2Vj",
             "fake-projected-sa-token",
         ],
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -338,7 +339,7 @@ async fn container_credentials_with_a_token_as_ecs_sets_them() {
     .await;
     assert_signed_ok(&proxy, &up).await;
     assert_eq!(signed_key(&up), "ASIACTR00000001");
-    assert_logged_source(&proxy, "EcsContainer", "ASIACTR00000001");
+    assert_logged_source(&proxy, "EcsContainer", "ASIACTR00000001").await;
     assert_eq!(container.fetches(), 1);
 }
 
@@ -367,14 +368,15 @@ async fn container_credentials_with_a_token_file_as_eks_pod_identity_sets_them()
         container.http.requests()[0].header("authorization"),
         Some("eks-pod-identity-token-xyz")
     );
-    assert_logged_source(&proxy, "EcsContainer", "ASIACTR00000001");
+    assert_logged_source(&proxy, "EcsContainer", "ASIACTR00000001").await;
     assert_no_secrets(
         &proxy,
         &[
             "ctr-secret-1-wJalrXUtnFEMIK7MDENGbPxRfiCY",
             "ctr-session-token-1-IQoJb3JpZ2luX2Vj",
         ],
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -393,7 +395,7 @@ async fn imds_v2_instance_profile() {
     .await;
     assert_signed_ok(&proxy, &up).await;
     assert_eq!(signed_key(&up), "ASIAIMD00000001");
-    assert_logged_source(&proxy, "IMDSv2", "ASIAIMD00000001");
+    assert_logged_source(&proxy, "IMDSv2", "ASIAIMD00000001").await;
     let token_put = &imds.http.requests()[0];
     assert_eq!(
         (token_put.method.as_str(), token_put.path()),
@@ -437,7 +439,7 @@ async fn sso_profile_with_a_cached_login() {
     let call = &sso.http.requests()[0];
     assert_eq!(call.param("role_name").as_deref(), Some("SearchReader"));
     assert_eq!(call.param("account_id").as_deref(), Some("123456789012"));
-    assert_logged_source(&proxy, "SSO", "ASIASSO00000001");
+    assert_logged_source(&proxy, "SSO", "ASIASSO00000001").await;
 }
 
 #[tokio::test]
@@ -485,7 +487,7 @@ async fn role_arn_flag_assumes_the_role_on_top_of_the_chain() {
         "the chain's keys sign AssumeRole"
     );
     assert_eq!(signed_key(&up), "ASIASTS00000001");
-    assert_logged_source(&proxy, "AssumeRoleProvider", "ASIASTS00000001");
+    assert_logged_source(&proxy, "AssumeRoleProvider", "ASIASTS00000001").await;
 }
 
 #[tokio::test]
@@ -553,7 +555,8 @@ async fn a_token_the_endpoint_calls_expired_is_replaced_and_the_request_retried_
     assert_eq!(signed_key(&up), "ASIACTR00000002");
     assert_eq!(container.fetches(), 2);
     assert!(proxy
-        .stderr()
+        .settled_stderr()
+        .await
         .contains("rejected the credentials as expired or invalid"));
 }
 
@@ -615,7 +618,7 @@ async fn clock_skew_is_learned_from_the_endpoint_and_kept_both_ways() {
         assert_signed_ok(&proxy, &up).await;
         assert_signed_ok(&proxy, &up).await;
         assert_eq!(up.request_count(), 4);
-        let logs = proxy.stderr();
+        let logs = proxy.settled_stderr().await;
         assert!(
             logs.contains("clock is off"),
             "a hint about the machine's clock:\n{logs}"

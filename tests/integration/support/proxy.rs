@@ -240,8 +240,26 @@ impl ProxyProcess {
         format!("http://{}{}", self.addr, path_and_query)
     }
 
+    /// What the proxy has logged and this side has read so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// What the proxy has logged, once its log has been quiet for a moment: the proxy writes its
+    /// log in batches (at most one write per `sigv4_proxy::logging::GATHER`), so a line logged
+    /// before a response may reach the pipe just after it. Bounded: 5 s.
+    pub async fn settled_stderr(&self) -> String {
+        let quiet = sigv4_proxy::logging::GATHER * 5;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = self.stderr.lock().unwrap().len();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.stderr.lock().unwrap().len();
+            if now == seen || tokio::time::Instant::now() > deadline {
+                return self.stderr();
+            }
+            seen = now;
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
