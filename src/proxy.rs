@@ -294,6 +294,19 @@ impl Proxy {
         };
         let client_sent_body =
             declared_len.is_some() || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        // The signature covers one Content-Type; AWS would join several with commas and the
+        // request could never verify.
+        if parts
+            .headers
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            return Err(ProxyError::BadRequest(
+                "more than one Content-Type header; send one".into(),
+            ));
+        }
 
         // The policy decides from the path alone where it can, before a byte of the body is read.
         let policy_needs_body = match &self.policy {
@@ -470,26 +483,26 @@ impl Proxy {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let signed = self.signer.sign(
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .body(body.to_outbound())
+            .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
+        let mut signed = headers.clone();
+        self.signer.sign(
             &SignInput {
                 method: method.as_str(),
-                uri: &uri.to_string(),
+                path: uri.path(),
+                query: uri.query(),
                 host: &self.wire_host,
                 content_type,
                 payload_sha256: body.sha256_hex(),
             },
             credentials,
             self.clock().now(),
+            &mut signed,
         )?;
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(uri.clone())
-            .body(body.to_outbound())
-            .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
-        *request.headers_mut() = headers.clone();
-        for (name, value) in signed {
-            request.headers_mut().insert(name, value);
-        }
+        *request.headers_mut() = signed;
         Ok(request)
     }
 

@@ -713,6 +713,30 @@ async fn proxy_errors_are_opensearch_json_with_the_right_status() {
     let resp = get(proxy.addr(), "/idx/_search?q=%FF").await;
     assert_eq!(resp.status, 400);
     assert_eq!(resp.json()["status"], 400);
+
+    // Two Content-Types: one signature cannot cover both; 400, nothing sent.
+    let before = up.request_count();
+    let resp = send(
+        proxy.addr(),
+        "POST",
+        "/idx/_doc",
+        &[
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.json()["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(up.request_count(), before);
 }
 
 fn other_ca_path() -> String {
