@@ -4,7 +4,7 @@
 //! even if the process is killed. A [`SpooledBody`] can be sent any number of times, which is
 //! what makes retries safe.
 
-use std::io::{BufRead, Cursor, Read};
+use std::io::{BufRead, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -40,6 +40,13 @@ impl Default for BodyLimits {
 
 /// Size of a write to, and a read from, the spill file.
 const FILE_CHUNK: usize = 256 * 1024;
+/// Chunks on their way to the spill file while the next ones are read from the client.
+const WRITE_AHEAD: usize = 4;
+/// Chunks read from the spill file ahead of the one being sent.
+const READ_AHEAD: usize = 2;
+/// Pieces of a body in memory at least this large are kept as they arrived; smaller ones
+/// (a chunked body's small chunks) are gathered so the endpoint gets few, full frames.
+const KEEP_AS_IS: usize = 8 * 1024;
 
 /// A fully received request body with its SHA-256, in memory or in a temporary file.
 #[derive(Clone, Debug)]
@@ -51,7 +58,8 @@ pub struct SpooledBody {
 
 #[derive(Clone, Debug)]
 enum Storage {
-    Memory(Bytes),
+    /// The pieces as they arrived (no copy), small ones gathered.
+    Memory(Arc<[Bytes]>),
     File(Arc<std::fs::File>),
 }
 
@@ -67,12 +75,20 @@ impl SpooledBody {
         SpooledBody {
             len: bytes.len() as u64,
             sha256_hex: hex::encode(digest.as_ref()),
-            storage: Storage::Memory(bytes),
+            storage: Storage::Memory(if bytes.is_empty() {
+                Arc::new([])
+            } else {
+                Arc::new([bytes])
+            }),
         }
     }
 
     /// Reads a whole body, enforcing the limits. A declared length over the limit is refused
     /// before anything is read; an undeclared one as soon as it passes the limit.
+    ///
+    /// Below the spill threshold the body is hashed here, as it arrives. Past it, the pieces go
+    /// to a writer thread that hashes them and writes them to the temporary file while the next
+    /// ones are read from the client, so receiving, hashing and writing overlap.
     pub async fn read<B>(
         body: B,
         declared_len: Option<u64>,
@@ -86,9 +102,8 @@ impl SpooledBody {
             return Err(ProxyError::PayloadTooLarge { limit: limits.max });
         }
         let mut body = body;
-        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut buffer = BytesMut::new();
-        let mut file: Option<Arc<std::fs::File>> = None;
+        let mut memory = InMemory::new(declared_len, limits.spill_threshold);
+        let mut spill: Option<Spill> = None;
         let mut len: u64 = 0;
         loop {
             let next = match limits.idle_timeout {
@@ -109,31 +124,29 @@ impl SpooledBody {
             if len > limits.max {
                 return Err(ProxyError::PayloadTooLarge { limit: limits.max });
             }
-            hasher.update(&data);
-            buffer.extend_from_slice(&data);
-            if file.is_some() && buffer.len() >= FILE_CHUNK {
-                write_chunk(file.as_ref(), buffer.split().freeze()).await?;
-            } else if file.is_none() && buffer.len() > limits.spill_threshold {
-                let f = spawn_io(tempfile::tempfile).await?;
-                let f = Arc::new(f);
-                write_chunk(Some(&f), buffer.split().freeze()).await?;
-                file = Some(f);
+            match &mut spill {
+                Some(spill) => spill.push(data).await?,
+                None if len > limits.spill_threshold as u64 => {
+                    let (hasher, written) = memory.into_parts();
+                    let mut started = Spill::start(hasher, written).await?;
+                    started.push(data).await?;
+                    spill = Some(started);
+                    memory = InMemory::new(None, 0);
+                }
+                None => memory.push(data),
             }
         }
-        let sha256_hex = hex::encode(hasher.finish().as_ref());
-        let storage = match file {
-            None => Storage::Memory(buffer.freeze()),
-            Some(f) => {
-                if !buffer.is_empty() {
-                    write_chunk(Some(&f), buffer.freeze()).await?;
-                }
-                Storage::File(f)
+        let (storage, digest) = match spill {
+            Some(spill) => {
+                let (file, digest) = spill.finish().await?;
+                (Storage::File(file), digest)
             }
+            None => memory.finish(),
         };
         Ok(SpooledBody {
             storage,
             len,
-            sha256_hex,
+            sha256_hex: hex::encode(digest.as_ref()),
         })
     }
 
@@ -159,14 +172,14 @@ impl SpooledBody {
     pub fn to_outbound(&self) -> OutboundBody {
         OutboundBody {
             source: match &self.storage {
-                Storage::Memory(b) => {
-                    Source::Memory(if b.is_empty() { None } else { Some(b.clone()) })
-                }
+                Storage::Memory(pieces) => Source::Memory {
+                    pieces: pieces.clone(),
+                    next: 0,
+                },
                 Storage::File(f) => Source::File {
                     file: f.clone(),
-                    offset: 0,
                     len: self.len,
-                    pending: None,
+                    chunks: None,
                 },
             },
             remaining: self.len,
@@ -177,7 +190,11 @@ impl SpooledBody {
     /// blocking context when the body is spilled).
     pub fn reader(&self) -> Box<dyn BufRead + Send> {
         match &self.storage {
-            Storage::Memory(b) => Box::new(Cursor::new(b.clone())),
+            Storage::Memory(pieces) => Box::new(Pieces {
+                pieces: pieces.clone(),
+                next: 0,
+                at: 0,
+            }),
             Storage::File(f) => Box::new(std::io::BufReader::with_capacity(
                 64 * 1024,
                 PositionedReader {
@@ -189,24 +206,173 @@ impl SpooledBody {
     }
 }
 
+/// A body below the spill threshold: hashed as it arrives, kept in the pieces it came in.
+struct InMemory {
+    hasher: ring::digest::Context,
+    pieces: Vec<Bytes>,
+    /// Small pieces, copied together.
+    gathering: BytesMut,
+}
+
+impl InMemory {
+    fn new(declared_len: Option<u64>, spill_threshold: usize) -> InMemory {
+        let expected = declared_len.map_or(0, |n| n.min(spill_threshold as u64) as usize);
+        InMemory {
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            pieces: Vec::with_capacity(expected / KEEP_AS_IS + 1),
+            gathering: BytesMut::new(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        self.hasher.update(&data);
+        if data.len() >= KEEP_AS_IS && self.gathering.is_empty() {
+            self.pieces.push(data);
+            return;
+        }
+        self.gathering.extend_from_slice(&data);
+        if self.gathering.len() >= KEEP_AS_IS {
+            self.pieces.push(self.gathering.split().freeze());
+        }
+    }
+
+    fn finish(self) -> (Storage, ring::digest::Digest) {
+        let (hasher, pieces) = self.into_parts();
+        (Storage::Memory(pieces.into()), hasher.finish())
+    }
+
+    /// The hash so far and every piece, in order.
+    fn into_parts(mut self) -> (ring::digest::Context, Vec<Bytes>) {
+        if !self.gathering.is_empty() {
+            self.pieces.push(self.gathering.split().freeze());
+        }
+        (self.hasher, self.pieces)
+    }
+}
+
+/// A body on its way to the spill file: pieces gathered into [`FILE_CHUNK`]s and handed to a
+/// writer thread, which hashes and writes them in order.
+struct Spill {
+    chunk: BytesMut,
+    to_writer: tokio::sync::mpsc::Sender<Bytes>,
+    writer: JoinHandle<std::io::Result<(std::fs::File, ring::digest::Digest)>>,
+}
+
+impl Spill {
+    /// Creates the file and starts its writer: it writes `hashed` (the body so far, which
+    /// `hasher` has seen), then hashes and writes every chunk sent to it.
+    async fn start(
+        mut hasher: ring::digest::Context,
+        hashed: Vec<Bytes>,
+    ) -> Result<Spill, ProxyError> {
+        let mut file = spawn_io(tempfile::tempfile).await?;
+        let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            for piece in hashed {
+                file.write_all(&piece)?;
+            }
+            while let Some(chunk) = chunks.blocking_recv() {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+            }
+            Ok((file, hasher.finish()))
+        });
+        Ok(Spill {
+            chunk: BytesMut::with_capacity(FILE_CHUNK),
+            to_writer,
+            writer,
+        })
+    }
+
+    async fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
+        if self.chunk.is_empty() && data.len() >= FILE_CHUNK {
+            return self.send(data).await;
+        }
+        self.chunk.extend_from_slice(&data);
+        if self.chunk.len() >= FILE_CHUNK {
+            let full = self.chunk.split().freeze();
+            self.chunk.reserve(FILE_CHUNK);
+            self.send(full).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, chunk: Bytes) -> Result<(), ProxyError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if self.to_writer.send(chunk).await.is_err() {
+            // The writer stopped: its error says why.
+            return Err(match (&mut self.writer).await {
+                Ok(Err(e)) => spill_error(e),
+                Ok(Ok(_)) => ProxyError::Internal("temporary file writer ended early".into()),
+                Err(e) => ProxyError::Internal(format!("temporary file task failed: {e}")),
+            });
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<(Arc<std::fs::File>, ring::digest::Digest), ProxyError> {
+        let rest = self.chunk.split().freeze();
+        self.send(rest).await?;
+        drop(self.to_writer);
+        match self.writer.await {
+            Ok(Ok((file, digest))) => Ok((Arc::new(file), digest)),
+            Ok(Err(e)) => Err(spill_error(e)),
+            Err(e) => Err(ProxyError::Internal(format!(
+                "temporary file task failed: {e}"
+            ))),
+        }
+    }
+}
+
+fn spill_error(e: std::io::Error) -> ProxyError {
+    ProxyError::Internal(format!("temporary file for a large request body: {e}"))
+}
+
 async fn spawn_io<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, ProxyError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ProxyError::Internal(format!("temporary file task failed: {e}")))?
-        .map_err(|e| ProxyError::Internal(format!("temporary file for a large request body: {e}")))
+        .map_err(spill_error)
 }
 
-async fn write_chunk(file: Option<&Arc<std::fs::File>>, chunk: Bytes) -> Result<(), ProxyError> {
-    let Some(file) = file.cloned() else {
-        return Ok(());
-    };
-    spawn_io(move || {
-        use std::io::Write;
-        (&*file).write_all(&chunk)
-    })
-    .await
+/// Reads the in-memory pieces in order.
+struct Pieces {
+    pieces: Arc<[Bytes]>,
+    next: usize,
+    /// Offset in `pieces[next]`.
+    at: usize,
+}
+
+impl Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Pieces {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while let Some(piece) = self.pieces.get(self.next) {
+            if self.at < piece.len() {
+                return Ok(&self.pieces[self.next][self.at..]);
+            }
+            self.next += 1;
+            self.at = 0;
+        }
+        Ok(&[])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.at += amt;
+    }
 }
 
 /// Reads a shared file at its own offset, so several readers (a retry, the policy) never disturb
@@ -225,29 +391,60 @@ impl Read for PositionedReader {
     }
 }
 
-/// The body sent upstream: bytes from memory, or the spill file read in chunks off the runtime.
+/// The body sent upstream: the pieces in memory, or the spill file read ahead by a reader
+/// thread while the chunk before is sent.
 pub struct OutboundBody {
     source: Source,
     remaining: u64,
 }
 
 enum Source {
-    Memory(Option<Bytes>),
+    Memory {
+        pieces: Arc<[Bytes]>,
+        next: usize,
+    },
     File {
         file: Arc<std::fs::File>,
-        offset: u64,
         len: u64,
-        pending: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+        /// Started by the first poll, so a body that is never sent reads nothing.
+        chunks: Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>,
     },
 }
 
 impl OutboundBody {
     pub fn empty() -> OutboundBody {
         OutboundBody {
-            source: Source::Memory(None),
+            source: Source::Memory {
+                pieces: Arc::new([]),
+                next: 0,
+            },
             remaining: 0,
         }
     }
+}
+
+/// Reads `file` in [`FILE_CHUNK`]s into a channel, [`READ_AHEAD`] deep, until it has read `len`
+/// bytes or the receiver is gone.
+fn read_ahead(
+    file: Arc<std::fs::File>,
+    len: u64,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut offset = 0u64;
+        while offset < len {
+            let want = (len - offset).min(FILE_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let read = file.read_exact_at(&mut buf, offset).map(|()| buf.freeze());
+            let failed = read.is_err();
+            if tx.blocking_send(read).is_err() || failed {
+                return;
+            }
+            offset += want as u64;
+        }
+    });
+    rx
 }
 
 impl Body for OutboundBody {
@@ -259,43 +456,37 @@ impl Body for OutboundBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match &mut this.source {
-            Source::Memory(bytes) => {
-                this.remaining = 0;
-                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
+        let polled = match &mut this.source {
+            Source::Memory { pieces, next } => {
+                let piece = pieces.get(*next).cloned();
+                *next += 1;
+                Poll::Ready(piece.map(Ok))
             }
-            Source::File {
-                file,
-                offset,
-                len,
-                pending,
-            } => {
-                if *offset >= *len {
+            Source::File { file, len, chunks } => {
+                if this.remaining == 0 {
                     return Poll::Ready(None);
                 }
-                if pending.is_none() {
-                    let file = file.clone();
-                    let at = *offset;
-                    let want = (*len - at).min(FILE_CHUNK as u64) as usize;
-                    *pending = Some(tokio::task::spawn_blocking(move || {
-                        use std::os::unix::fs::FileExt;
-                        let mut buf = vec![0u8; want];
-                        file.read_exact_at(&mut buf, at)?;
-                        Ok(buf)
-                    }));
-                }
-                let handle = pending.as_mut().expect("set above");
-                match Pin::new(handle).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(joined) => {
-                        *pending = None;
-                        let chunk = joined.map_err(std::io::Error::other)??;
-                        *offset += chunk.len() as u64;
-                        this.remaining -= chunk.len() as u64;
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
-                    }
+                let chunks = chunks.get_or_insert_with(|| read_ahead(file.clone(), *len));
+                match chunks.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other(
+                        "the temporary file reader ended early",
+                    )))),
+                    Poll::Ready(Some(chunk)) => Poll::Ready(Some(chunk)),
                 }
             }
+        };
+        match polled {
+            Poll::Ready(Some(Ok(data))) => {
+                this.remaining = this.remaining.saturating_sub(data.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => {
+                this.remaining = 0;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -307,8 +498,6 @@ impl Body for OutboundBody {
         SizeHint::with_exact(self.remaining)
     }
 }
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {
@@ -379,6 +568,60 @@ mod tests {
         let mut all = Vec::new();
         b.reader().read_to_end(&mut all).unwrap();
         assert_eq!(all, data);
+    }
+
+    /// Bodies in pieces of every size, against thresholds that fall anywhere in them: the
+    /// hash, the bytes sent (twice) and the bytes the policy reads are the body's.
+    #[tokio::test]
+    async fn any_split_of_a_body_keeps_its_bytes_and_hash() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..60 {
+            let total = match round % 3 {
+                0 => next(4 * 1024),
+                1 => next(64 * 1024),
+                _ => next(3 * FILE_CHUNK),
+            };
+            let data: Vec<u8> = (0..total).map(|i| (i * 7 + round) as u8).collect();
+            let mut parts: Vec<&'static [u8]> = Vec::new();
+            let leaked: &'static [u8] = Box::leak(data.clone().into_boxed_slice());
+            let mut at = 0;
+            while at < total {
+                let n = match next(4) {
+                    0 => next(16) + 1,
+                    1 => next(KEEP_AS_IS * 2) + 1,
+                    _ => next(80 * 1024) + 1,
+                }
+                .min(total - at);
+                parts.push(&leaked[at..at + n]);
+                at += n;
+            }
+            let spill = [1, 100, KEEP_AS_IS, 40_000, 1 << 20][next(5)];
+            let b = SpooledBody::read(chunked(parts), None, limits(10 << 20, spill))
+                .await
+                .unwrap();
+            assert_eq!(b.is_spilled(), total > spill, "round {round}");
+            let expect = hex::encode(ring::digest::digest(&ring::digest::SHA256, &data).as_ref());
+            assert_eq!(
+                b.sha256_hex(),
+                expect,
+                "round {round}: {total} bytes, spill at {spill}"
+            );
+            assert_eq!(collect(b.to_outbound()).await, data, "round {round}");
+            assert_eq!(
+                collect(b.to_outbound()).await,
+                data,
+                "round {round}, replayed"
+            );
+            let mut read = Vec::new();
+            b.reader().read_to_end(&mut read).unwrap();
+            assert_eq!(read, data, "round {round}, reader");
+        }
     }
 
     #[tokio::test]
