@@ -48,6 +48,7 @@ pub mod server;
 pub mod signals;
 pub mod signing;
 pub mod upstream;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -56,7 +56,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main runtime accepts connections and runs the admin listener, credential refreshes
+    // and reloads; the connections themselves are served by the workers (`workers.rs`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

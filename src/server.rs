@@ -203,54 +203,29 @@ pub async fn serve_shared(
                 active.fetch_add(1, Ordering::AcqRel);
                 let slot = Slot { active: active.clone(), freed: freed.clone() };
                 let _ = stream.set_nodelay(true);
+                // The socket moves to a worker's runtime: it leaves this one's reactor here and
+                // joins the worker's there.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::warn!(client = %peer, cause = %err, "cannot hand the connection to a worker");
+                        continue;
+                    }
+                };
                 let routes = shared.clone();
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let state = current(&routes);
-                    async move {
-                        let response = match state.route(req.uri().path()) {
-                            Some(proxy) => proxy.handle(req, peer).await,
-                            None => state.not_found(req.uri().path()),
-                        };
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
+                let options = state.options.clone();
+                let watcher = graceful.watcher();
+                crate::workers::get().spawn(move || async move {
+                    let _slot = slot;
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(err) => {
+                            tracing::warn!(client = %peer, cause = %err, "cannot serve the connection");
+                            return;
+                        }
+                    };
+                    serve_connection(stream, peer, routes, &options, watcher).await;
                 });
-                let builder = connection_builder(&state.options);
-                match &state.options.tls {
-                    None => {
-                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                        tokio::spawn(async move {
-                            let _slot = slot;
-                            if let Err(err) = conn.await {
-                                tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(tls) => {
-                        // The handshake runs in the connection's task, bounded like a header
-                        // read, so a client that never finishes it holds nothing up.
-                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                        let watcher = graceful.watcher();
-                        let handshake_timeout = state.options.header_read_timeout;
-                        tokio::spawn(async move {
-                            let _slot = slot;
-                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(err)) => {
-                                    tracing::debug!(client = %peer, cause = %err, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(client = %peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                            if let Err(err) = conn.await {
-                                tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
-                            }
-                        });
-                    }
-                }
             }
             () = &mut shutdown => break,
         }
@@ -261,6 +236,68 @@ pub async fn serve_shared(
     match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+    }
+}
+
+/// Serves one accepted connection (after the TLS handshake, with `--tls-cert`) until it
+/// closes or the drain ends it.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    routes: SharedState,
+    options: &ServerOptions,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = current(&routes);
+        async move {
+            let response = match state.route(req.uri().path()) {
+                Some(proxy) => proxy.handle(req, peer).await,
+                None => state.not_found(req.uri().path()),
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let builder = connection_builder(options);
+    let served = match &options.tls {
+        None => {
+            watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+        Some(tls) => {
+            // The handshake is bounded like a header read, so a client that never finishes it
+            // holds nothing up.
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            let stream =
+                match tokio::time::timeout(options.header_read_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(client = %peer, cause = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(client = %peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+    };
+    if let Err(err) = served {
+        tracing::debug!(client = %peer, cause = %err, "connection ended with an error");
     }
 }
 

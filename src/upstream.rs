@@ -125,14 +125,20 @@ impl Resolver {
     }
 }
 
-/// The pooled client plus the registry of its live connections (for DNS-driven retirement).
+/// The pooled clients (one per worker, so a worker's requests use connections that live on its
+/// own runtime, see [`crate::workers`]; one more for callers on no worker, such as the readiness
+/// probe) plus the registry of their live connections (for DNS-driven retirement).
 pub struct UpstreamClient {
-    client: Client<Connector, OutboundBody>,
+    clients: Vec<WorkerClient>,
+    live: Arc<Live>,
+}
+
+struct WorkerClient {
+    pooled: Client<Connector, OutboundBody>,
     /// The same connector without a pool: every request on a new connection. For the retry
     /// after a lost connection, which on the pooled client could land on another connection
     /// that died the same way (an endpoint restart drops all of them at once).
     fresh: Client<Connector, OutboundBody>,
-    live: Arc<Live>,
 }
 
 impl UpstreamClient {
@@ -141,7 +147,7 @@ impl UpstreamClient {
         &self,
         request: http::Request<OutboundBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.send(&self.client, request).await
+        self.send(&self.here().pooled, request).await
     }
 
     /// Sends a request on a connection opened for it.
@@ -149,7 +155,14 @@ impl UpstreamClient {
         &self,
         request: http::Request<OutboundBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.send(&self.fresh, request).await
+        self.send(&self.here().fresh, request).await
+    }
+
+    /// This worker's client, or the last one off the workers.
+    fn here(&self) -> &WorkerClient {
+        let last = self.clients.len() - 1;
+        let index = crate::workers::current().map_or(last, |i| i.min(last));
+        &self.clients[index]
     }
 
     async fn send(
@@ -164,7 +177,7 @@ impl UpstreamClient {
     }
 }
 
-/// Builds the pooled client (and, inside a runtime, its DNS refresh task).
+/// Builds the pooled clients (and, inside a runtime, their DNS refresh task).
 pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls::Error> {
     let mut tls = tls_client_config(options)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -198,11 +211,13 @@ pub fn build_client(options: &UpstreamOptions) -> Result<UpstreamClient, rustls:
             .http2_keep_alive_timeout(Duration::from_secs(10))
             .build(connector.clone())
     };
-    Ok(UpstreamClient {
-        client: builder(options.max_idle_per_host),
-        fresh: builder(0),
-        live,
-    })
+    let clients = (0..=crate::workers::count())
+        .map(|_| WorkerClient {
+            pooled: builder(options.max_idle_per_host),
+            fresh: builder(0),
+        })
+        .collect();
+    Ok(UpstreamClient { clients, live })
 }
 
 /// The roots trusted for the endpoint's certificate: web PKI plus `--ca-bundle`.

@@ -613,14 +613,26 @@ async fn redirects_come_back_pointed_at_the_proxy_and_are_not_followed() {
 #[tokio::test]
 async fn connections_are_pooled_and_http2_is_used_when_offered() {
     let (up, proxy) = pair("es", &[]).await;
+    let mut client = crate::support::http::KeepAlive::connect(proxy.addr()).await;
     for i in 0..20 {
-        let resp = get(proxy.addr(), &format!("/idx/_doc/{i}")).await;
+        let resp = client.get(&format!("/idx/_doc/{i}")).await;
         assert_eq!(resp.status, 200);
     }
     assert_eq!(
         up.tls_handshakes(),
         1,
         "20 sequential requests reuse one TLS connection"
+    );
+    // Each client connection is served by one of the workers, each with its own pool: new
+    // client connections add at most one upstream connection per worker.
+    for i in 0..20 {
+        assert_eq!(get(proxy.addr(), &format!("/new/{i}")).await.status, 200);
+    }
+    assert!(
+        up.tls_handshakes() <= sigv4_proxy::workers::count() as u64,
+        "{} handshakes for 40 requests on {} workers",
+        up.tls_handshakes(),
+        sigv4_proxy::workers::count()
     );
     let rec = up.last_request().unwrap();
     assert_eq!(rec.alpn.as_deref(), Some("h2"));

@@ -488,13 +488,15 @@ async fn dns_changes_retire_pooled_connections_to_vanished_addresses() {
         },
     ));
 
-    assert_eq!(get(addr, "/1").await.status, 200);
+    // One client connection: one worker, one upstream pool.
+    let mut client = crate::support::http::KeepAlive::connect(addr).await;
+    assert_eq!(client.get("/1").await.status, 200);
     *answer.lock().unwrap() = b.addr();
     // Until the refresh, the pooled connection to the old address is still used.
-    assert_eq!(get(addr, "/2").await.status, 200);
+    assert_eq!(client.get("/2").await.status, 200);
     assert_eq!((a.request_count(), b.request_count()), (2, 0));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(get(addr, "/3").await.status, 200);
+    assert_eq!(client.get("/3").await.status, 200);
     assert_eq!((a.request_count(), b.request_count()), (2, 1));
     assert!(b.last_request().unwrap().verified());
     assert_eq!(a.connections_accepted(), 1);
@@ -509,8 +511,9 @@ async fn https_proxy_tunnels_the_tls_and_no_proxy_bypasses_it() {
     let mut env = env_creds();
     env.push(("HTTPS_PROXY".into(), egress.url()));
     let mut proxy = ProxyProcess::start(&upstream_args(&up), &env).await;
-    assert_eq!(get(proxy.addr, "/_cat/indices").await.status, 200);
-    assert_eq!(get(proxy.addr, "/_cat/health").await.status, 200);
+    let mut client = crate::support::http::KeepAlive::connect(proxy.addr).await;
+    assert_eq!(client.get("/_cat/indices").await.status, 200);
+    assert_eq!(client.get("/_cat/health").await.status, 200);
     assert_eq!(egress.tunnels(), 1, "one pooled connection, one tunnel");
     assert_eq!(egress.targets(), [up.addr().to_string()]);
     let rec = up.last_request().unwrap();

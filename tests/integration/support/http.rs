@@ -75,6 +75,48 @@ pub async fn get(addr: SocketAddr, target: &str) -> Resp {
     send(addr, "GET", target, &[], Bytes::new()).await
 }
 
+/// One kept-alive HTTP/1.1 connection to the proxy, for requests that must share it (the
+/// proxy serves a client connection on one worker, with that worker's upstream pool).
+pub struct KeepAlive {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> KeepAlive {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        KeepAlive { addr, sender }
+    }
+
+    /// A GET on this connection (bounded to 30 s).
+    pub async fn get(&mut self, target: &str) -> Resp {
+        let req = http::Request::builder()
+            .uri(target)
+            .header("host", self.addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let fut = async {
+            self.sender.ready().await.expect("connection usable");
+            let resp = self.sender.send_request(req).await.expect("response");
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            Resp {
+                status,
+                headers,
+                body,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), fut)
+            .await
+            .expect("request finished within 30 s")
+    }
+}
+
 /// Writes `request` byte for byte and reads until the server closes or `wait` passes.
 pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
