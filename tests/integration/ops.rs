@@ -297,6 +297,85 @@ async fn sighup_reloads_the_file_and_keeps_the_old_configuration_when_the_new_on
 }
 
 #[tokio::test]
+async fn sighup_with_a_malformed_bcrypt_hash_is_rejected_and_the_old_users_stay() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    std::fs::write(
+        &users,
+        format!("alice:{}\n", bcrypt::hash("wonderland", 4).unwrap()),
+    )
+    .unwrap();
+    let extra = format!("htpasswd = \"{}\"", users.display());
+    let (_dir, path) = write_config(&route(&up, "127.0.0.1:0", &extra));
+    let args: Vec<String> = vec!["--config".into(), path.display().to_string()];
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    use base64::Engine as _;
+    let alice = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:wonderland")
+    );
+    let as_alice = |addr| {
+        let alice = alice.clone();
+        async move {
+            send(addr, "GET", "/", &[("authorization", &alice)], Bytes::new())
+                .await
+                .status
+        }
+    };
+    assert_eq!(as_alice(proxy.addr).await, 200);
+    assert_eq!(get(proxy.addr, "/").await.status, 401);
+
+    // Truncated, cut inside the cost field, and non-ASCII where the cost stands: each used to
+    // panic the reload (and with it the process) while slicing the hash.
+    for (n, bad) in ["bob:$2y$", "bob:$2a$1", "bob:$2b$1é$x"].iter().enumerate() {
+        std::fs::write(
+            &users,
+            format!("# users\nalice:{}\n{bad}\n", bcrypt::hash("x", 4).unwrap()),
+        )
+        .unwrap();
+        hup_and_wait(&proxy, "reload rejected", n).await;
+        let log = proxy.stderr();
+        let rejection = log
+            .lines()
+            .filter(|l| l.contains("reload rejected"))
+            .nth(n)
+            .unwrap();
+        assert!(
+            rejection.contains(&users.display().to_string())
+                && rejection.contains("line 3")
+                && rejection.contains("malformed bcrypt"),
+            "{rejection}"
+        );
+        assert!(proxy.child.try_wait().unwrap().is_none(), "still running");
+        assert_eq!(as_alice(proxy.addr).await, 200, "the old users stay");
+    }
+    assert!(proxy.terminate().await.success());
+}
+
+#[test]
+fn a_malformed_bcrypt_hash_stops_the_binary_with_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&users, "bob:$2y$\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .args(["https://search-a.us-east-1.es.amazonaws.com", "--htpasswd"])
+        .arg(&users)
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: line 1", users.display()))
+            && stderr.contains("malformed bcrypt")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     let up = upstream().await;
     let proxy = TestProxy::start(&up, &creds(), &["--header-read-timeout", "1s"]).await;
