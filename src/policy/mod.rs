@@ -254,6 +254,11 @@ fn display_path(raw_path: &str) -> String {
     }
 }
 
+/// Does the query have a `source` parameter (however it is percent-encoded)?
+fn has_source_param(raw_query: Option<&str>) -> bool {
+    raw_query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "source"))
+}
+
 struct What<'a>(&'a str, &'a Touched);
 
 impl fmt::Display for What<'_> {
@@ -321,6 +326,19 @@ fn evaluate_statements(
             }),
         }
     };
+    if body_needed(req.method, req.raw_path) && has_source_param(req.raw_query) {
+        // Without a body, OpenSearch reads `_mget`, `_msearch`, … bodies from `?source=`.
+        let resource = display_path(req.raw_path);
+        return Decision::Deny {
+            reason: format!(
+                "{action} on {resource} denied: the indices of this API are read from its body, \
+                 and a `source` query parameter can stand for the body; send the body as the request body"
+            ),
+            statement: None,
+            action: action.into(),
+            resource,
+        };
+    }
     match indices::for_each_resource(req.method, req.raw_path, body, &mut check) {
         Ok(Some(deny)) => deny,
         Ok(None) => Decision::Allow {
@@ -643,6 +661,43 @@ mod tests {
         assert!(!Policy::from_json(GUIDE_DENY)
             .unwrap()
             .uses_proxy_principals());
+    }
+
+    #[test]
+    fn a_body_in_the_source_query_parameter_is_denied() {
+        let p = Policy::from_json(GUIDE_DENY).unwrap();
+        let facts = |path: &'static str, query: &'static str| RequestFacts {
+            method: &Method::GET,
+            raw_path: path,
+            raw_query: Some(query),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            principal: None,
+        };
+        let mget = "source=%7B%22docs%22%3A%5B%7B%22_index%22%3A%22restricted-index%22%2C%22_id%22%3A%221%22%7D%5D%7D&source_content_type=application/json";
+        for (path, query) in [
+            ("/_mget", mget),
+            (
+                "/_msearch",
+                "%73ource=x&source_content_type=application/x-ndjson",
+            ),
+            ("/test-index/_mget", "source="),
+        ] {
+            let d = p.evaluate(&facts(path, query), Some(&mut Cursor::new(Vec::new())));
+            assert!(!d.is_allowed(), "{path}?{query}");
+            assert!(
+                d.reason().contains("`source` query parameter"),
+                "{}",
+                d.reason()
+            );
+        }
+        // Elsewhere `source` is an ordinary parameter (e.g. a search body, which is not read).
+        let d = p.evaluate(&facts("/test-index/_search", "source=%7B%7D"), None);
+        assert!(d.is_allowed(), "{d:?}");
+        let d = p.evaluate(
+            &facts("/_mget", "sources=1"),
+            Some(&mut Cursor::new(Vec::new())),
+        );
+        assert!(d.is_allowed(), "{d:?}");
     }
 
     #[test]
