@@ -15,6 +15,10 @@
 //!    [`Decision::error_body`].
 
 mod document;
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(test)]
+mod fuzz_tests;
 mod indices;
 mod pattern;
 mod read_only;
