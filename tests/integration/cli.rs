@@ -28,10 +28,16 @@ async fn upstream() -> TestUpstream {
 }
 
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    run_to_exit_with(args, &[])
+}
+
+/// Runs the binary to its exit with no environment but `env` (and IMDS off).
+fn run_to_exit_with(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
         .args(args)
         .env_clear()
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .output()
         .expect("run sigv4-proxy");
     (
@@ -44,10 +50,7 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
 fn invalid_configuration_exits_64_with_the_reason() {
     let (code, err) = run_to_exit(&["https://search.example.com"]);
     assert_eq!(code, Some(64));
-    assert!(
-        err.contains("--service") && err.contains("--region"),
-        "{err}"
-    );
+    assert!(err.contains("needs --service es|aoss"), "{err}");
     let (code, err) = run_to_exit(&["http://search-x.us-east-1.es.amazonaws.com"]);
     assert_eq!(code, Some(64));
     assert!(err.contains("https"), "{err}");
@@ -246,5 +249,101 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
+    );
+}
+
+/// An upstream on a custom host name (no region in it) that verifies signatures for `region`.
+async fn custom_host_upstream(region: &str) -> TestUpstream {
+    TestUpstream::builder()
+        .service("es")
+        .region(region)
+        .host_name("search.internal.example.net")
+        .creds(Creds::with_token("ASIAENVEXAMPLE1234", SECRET, TOKEN))
+        .start()
+        .await
+}
+
+/// `args` for `up` plus `--service es`, no `--region`.
+fn custom_host_args(up: &TestUpstream) -> Vec<String> {
+    let mut args = upstream_args(up);
+    args.extend(["--service".to_string(), "es".to_string()]);
+    args
+}
+
+#[tokio::test]
+async fn a_custom_host_with_service_signs_for_the_region_of_aws_region() {
+    let up = custom_host_upstream("eu-central-1").await;
+    let mut env = env_creds();
+    env.push(("AWS_REGION".into(), "eu-central-1".into()));
+    let mut proxy = ProxyProcess::start(&custom_host_args(&up), &env).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), proxy.stderr());
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert!(
+        rec.header("authorization")
+            .unwrap()
+            .contains("/eu-central-1/es/aws4_request"),
+        "{:?}",
+        rec.header("authorization")
+    );
+    assert!(proxy.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_custom_host_with_service_signs_for_the_region_of_the_profile() {
+    let up = custom_host_upstream("ap-southeast-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-west-2\n[profile work]\nregion = ap-southeast-2\n",
+    )
+    .unwrap();
+    let mut env = env_creds();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    let mut args = custom_host_args(&up);
+    args.extend(["--profile".to_string(), "work".to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env).await;
+    let resp = get(proxy.addr, "/").await;
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), proxy.stderr());
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert!(rec
+        .header("authorization")
+        .unwrap()
+        .contains("/ap-southeast-2/es/aws4_request"));
+    assert!(proxy.terminate().await.success());
+}
+
+#[test]
+fn a_custom_host_with_no_region_anywhere_says_where_to_put_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile work]\noutput = json\n").unwrap();
+    let config = config.display().to_string();
+    let (code, stderr) = run_to_exit_with(
+        &[
+            "https://search.internal.example.net",
+            "--service",
+            "es",
+            "--profile",
+            "work",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("AWS_CONFIG_FILE", &config),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+            ("HOME", "/nonexistent"),
+        ],
+    );
+    assert!(code.is_some_and(|c| c != 0), "{stderr}");
+    assert!(
+        stderr.contains("no region")
+            && stderr.contains("--region")
+            && stderr.contains("AWS_REGION")
+            && stderr.contains("profile `work`"),
+        "{stderr}"
     );
 }
