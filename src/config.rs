@@ -188,7 +188,9 @@ impl Config {
         let auth = auth.is_enabled().then(|| Arc::new(auth));
         if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(ConfigError(format!(
-                "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this                  proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass                  --allow-unauthenticated if something else already restricts who can connect",
+                "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this \
+                 proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass \
+                 --allow-unauthenticated if something else already restricts who can connect",
                 args.listen
             )));
         }
@@ -460,6 +462,7 @@ mod tests {
             err.contains("refusing to listen on 0.0.0.0:9200") && err.contains("--htpasswd"),
             "{err}"
         );
+        assert!(!err.contains("  "), "no runs of spaces: {err}");
         assert!(config(&[
             "--listen",
             "0.0.0.0:9200",

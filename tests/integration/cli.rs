@@ -347,3 +347,21 @@ fn a_custom_host_with_no_region_anywhere_says_where_to_put_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_readme_quotes_the_open_listener_refusal_as_the_binary_prints_it() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("sigv4-proxy: refusing to listen on"))
+        .expect("README quotes the refusal");
+    let command = lines[at - 1]
+        .strip_prefix("$ sigv4-proxy ")
+        .expect("the line before the quote is the command");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let (code, stderr) = run_to_exit(&args);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.trim_end(), lines[at]);
+}
