@@ -1,7 +1,7 @@
 //! The local access policy: which requests the proxy signs and forwards.
 //!
 //! A [`Policy`] is IAM policy JSON as people write it for their domains
-//! (see `docs/policies.md`), evaluated by the proxy against everything a
+//! (see README.md, "Policies"), evaluated by the proxy against everything a
 //! request touches: the path's indices *and* the indices named in the bodies
 //! of the multi-index APIs (`_bulk`, `_mget`, `_msearch`, `_reindex`,
 //! `_aliases`...), which the service's own resource policy cannot see.
