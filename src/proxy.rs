@@ -64,7 +64,7 @@ pub struct Proxy {
 #[derive(Default)]
 struct Notes {
     principal: Option<String>,
-    /// `allow`, `allow (Sid)`, `deny (Sid)`; `None` without a policy.
+    /// `allow on R`, `allow (Sid) on R`, `deny (Sid)`; `None` without a policy.
     policy: Option<String>,
     bytes_in: u64,
 }
@@ -657,10 +657,13 @@ async fn evaluate_with_body(
 /// Turns a policy decision into the request's fate, logging denials with their reason.
 fn enforce(decision: Decision, notes: &mut Notes) -> Result<(), ProxyError> {
     match decision {
-        Decision::Allow { statement } => {
+        Decision::Allow {
+            statement,
+            resource,
+        } => {
             notes.policy = Some(match statement {
-                Some(s) => format!("allow ({s})"),
-                None => "allow".into(),
+                Some(s) => format!("allow ({s}) on {resource}"),
+                None => format!("allow on {resource}"),
             });
             Ok(())
         }

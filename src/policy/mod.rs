@@ -71,6 +71,8 @@ pub enum Decision {
         /// The statement that allowed the request's path (Sid or `Statement[i]`),
         /// `"read-only"`, or `None` for [`Policy::allow_all`].
         statement: Option<String>,
+        /// The resource that statement allowed first, e.g. `test-index/_search` (the path's).
+        resource: String,
     },
     Deny {
         /// A readable sentence naming action, resource, origin and statement.
@@ -217,11 +219,15 @@ impl Policy {
             };
         };
         match &self.kind {
-            Kind::AllowAll => Decision::Allow { statement: None },
+            Kind::AllowAll => Decision::Allow {
+                statement: None,
+                resource: display_path(req.raw_path),
+            },
             Kind::ReadOnly => {
                 if read_only::allows(req.method, req.raw_path) {
                     Decision::Allow {
                         statement: Some("read-only".into()),
+                        resource: display_path(req.raw_path),
                     }
                 } else {
                     let resource = display_path(req.raw_path);
@@ -293,7 +299,8 @@ fn evaluate_statements(
     let (denies, allows): (Vec<&Statement>, Vec<&Statement>) = applicable
         .into_iter()
         .partition(|s| s.effect == Effect::Deny);
-    let mut allowed_by: Option<String> = None;
+    // The first statement that allowed something, and what.
+    let mut allowed_by: Option<(String, String)> = None;
     let mut check = |t: Touched| -> Option<Decision> {
         for s in &denies {
             if let Some(pattern) = s.deny_match(&t.target) {
@@ -311,7 +318,7 @@ fn evaluate_statements(
         }
         match allows.iter().find(|s| s.allows(&t.target)) {
             Some(s) => {
-                allowed_by.get_or_insert_with(|| s.label.clone());
+                allowed_by.get_or_insert_with(|| (s.label.clone(), t.target.to_string()));
                 None
             }
             None => Some(Decision::Deny {
@@ -345,9 +352,16 @@ fn evaluate_statements(
     }
     match indices::for_each_resource(req.method, req.raw_path, body, &mut check) {
         Ok(Some(deny)) => deny,
-        Ok(None) => Decision::Allow {
-            statement: allowed_by,
-        },
+        Ok(None) => {
+            let (statement, resource) = match allowed_by {
+                Some((s, r)) => (Some(s), r),
+                None => (None, display_path(req.raw_path)),
+            };
+            Decision::Allow {
+                statement,
+                resource,
+            }
+        }
         Err(e) => {
             let resource = display_path(req.raw_path);
             Decision::Deny {
@@ -447,7 +461,8 @@ mod tests {
         assert_eq!(
             decide(&p, Method::POST, "/_bulk", Some(fine)),
             Decision::Allow {
-                statement: Some("Statement[0]".into())
+                statement: Some("Statement[0]".into()),
+                resource: "_bulk".into()
             }
         );
         // The path form with a default index is fine too, the other index is not.
@@ -746,7 +761,10 @@ mod tests {
         let all = Policy::allow_all();
         assert_eq!(
             decide(&all, Method::DELETE, "/_all", None),
-            Decision::Allow { statement: None }
+            Decision::Allow {
+                statement: None,
+                resource: "_all".into()
+            }
         );
     }
 
@@ -762,7 +780,11 @@ mod tests {
             .unwrap()
             .contains("\"DenyRestricted\""));
         assert_eq!(v["error"]["root_cause"][0]["type"], "security_exception");
-        assert_eq!(Decision::Allow { statement: None }.error_body(), None);
+        let allow = Decision::Allow {
+            statement: None,
+            resource: String::new(),
+        };
+        assert_eq!(allow.error_body(), None);
     }
 
     #[test]
