@@ -350,8 +350,7 @@ fn a_custom_host_with_no_region_anywhere_says_where_to_put_one() {
 
 #[test]
 fn the_readme_quotes_the_open_listener_refusal_as_the_binary_prints_it() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = crate::support::docs::read("README.md");
     let lines: Vec<&str> = readme.lines().map(str::trim).collect();
     let at = lines
         .iter()

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod connect_proxy;
+pub mod docs;
 pub mod fake_opensearch;
 pub mod sigv4;
 pub mod tls;

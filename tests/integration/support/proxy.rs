@@ -140,6 +140,51 @@ impl Drop for TestProxy {
     }
 }
 
+/// The admin endpoints of an in-process proxy, on their own loopback port.
+pub struct TestAdmin {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestAdmin {
+    pub async fn start(proxy: &Arc<Proxy>) -> TestAdmin {
+        let listener = sigv4_proxy::admin::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind admin");
+        let addr = listener.local_addr().unwrap();
+        let routes = {
+            let proxy = proxy.clone();
+            Arc::new(move || vec![proxy.clone()]) as sigv4_proxy::admin::Routes
+        };
+        let task = tokio::spawn(sigv4_proxy::admin::serve(
+            listener,
+            routes,
+            proxy.metrics().clone(),
+        ));
+        TestAdmin { addr, task }
+    }
+
+    pub async fn get(&self, path: &str) -> super::http::Resp {
+        super::http::get(self.addr, path).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let resp = self.get("/metrics").await;
+        assert_eq!(resp.status, 200);
+        assert!(resp
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        resp.text()
+    }
+}
+
+impl Drop for TestAdmin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The real binary, started with a clean environment plus `env`; killed on drop.
 pub struct ProxyProcess {
     pub child: tokio::process::Child,
