@@ -250,7 +250,12 @@ impl Proxy {
             Some(rest) if !self.path_prefix.is_empty() => rest,
             _ => parts.uri.path(),
         };
-        if !path.starts_with('/') {
+        // Only an origin-form target (`/path?query`) says what to forward. Over HTTP/1.x an
+        // absolute-form (`GET https://host/…`) or authority-form (`CONNECT host:443`, `GET foo`)
+        // target has an authority and would otherwise pass as `/` (HTTP/2 always has one).
+        let not_origin_form = parts.method == Method::CONNECT
+            || (parts.version < http::Version::HTTP_2 && parts.uri.authority().is_some());
+        if not_origin_form || !path.starts_with('/') {
             return Err(ProxyError::BadRequest(format!(
                 "request target `{}` is not a path",
                 parts.uri
