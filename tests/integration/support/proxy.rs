@@ -222,15 +222,26 @@ impl ProxyProcess {
     /// Runs the binary with `args` and `env` (on top of [`clean_env`]) and waits until it logs
     /// that it is ready, reading the bound address from that line.
     pub async fn start(args: &[String], env: &[(String, String)]) -> ProxyProcess {
-        Self::start_inner(args, env, false).await
+        Self::start_inner(args, env, false, true).await
     }
 
     /// Like [`ProxyProcess::start`] for `--log-format json`, where the ready line is JSON.
     pub async fn start_json(args: &[String], env: &[(String, String)]) -> ProxyProcess {
-        Self::start_inner(args, env, true).await
+        Self::start_inner(args, env, true, true).await
     }
 
-    async fn start_inner(args: &[String], env: &[(String, String)], json: bool) -> ProxyProcess {
+    /// Like [`ProxyProcess::start`] without `RUST_LOG`, so `-v`/`-vv` pick the log level as
+    /// they do for users (the harness otherwise sets `RUST_LOG=info`).
+    pub async fn start_without_rust_log(args: &[String], env: &[(String, String)]) -> ProxyProcess {
+        Self::start_inner(args, env, false, false).await
+    }
+
+    async fn start_inner(
+        args: &[String],
+        env: &[(String, String)],
+        json: bool,
+        rust_log: bool,
+    ) -> ProxyProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"));
         cmd.args(args)
             .env_clear()
@@ -240,6 +251,9 @@ impl ProxyProcess {
             .kill_on_drop(true);
         for (k, v) in clean_env().iter().chain(env.iter()) {
             cmd.env(k, v);
+        }
+        if !rust_log {
+            cmd.env_remove("RUST_LOG");
         }
         let mut child = cmd.spawn().expect("spawn sigv4-proxy");
         let stderr = child.stderr.take().expect("stderr");
