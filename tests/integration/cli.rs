@@ -364,3 +364,42 @@ fn the_readme_quotes_the_open_listener_refusal_as_the_binary_prints_it() {
     assert_eq!(code, Some(64), "{stderr}");
     assert_eq!(stderr.trim_end(), lines[at]);
 }
+
+#[tokio::test]
+async fn a_request_that_outlives_the_drain_deadline_is_cut_off_and_the_process_exits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream().await;
+    up.add_route(
+        "GET",
+        "/stuck",
+        Reply::text(200, "too late").stall(Duration::from_secs(60)),
+    );
+    let mut args = upstream_args(&up);
+    args.extend(["--drain-timeout".to_string(), "1s".to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    up.wait_for_requests(1, Duration::from_secs(10)).await;
+    // Bounded by `terminate` (15 s), far below the upstream's 60 s stall.
+    let status = proxy.terminate().await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was closed once the process exited"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains("too late"),
+        "the stuck request did not complete: {answer}"
+    );
+    let log = proxy.stderr();
+    assert!(log.contains("drain deadline passed"), "{log}");
+    assert!(
+        status.code().is_some(),
+        "exited by itself, not by a signal: {status:?}\n{log}"
+    );
+}

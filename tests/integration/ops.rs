@@ -297,6 +297,87 @@ async fn sighup_reloads_the_file_and_keeps_the_old_configuration_when_the_new_on
 }
 
 #[tokio::test]
+async fn sighup_reloads_an_edited_policy_file_and_keeps_the_old_policy_when_it_is_broken() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    let allow_all =
+        r#"{"Statement":[{"Sid":"All","Effect":"Allow","Action":"es:*","Resource":"*"}]}"#;
+    std::fs::write(&policy, allow_all).unwrap();
+    let mut args = upstream_args(&up);
+    args.extend(["--policy".to_string(), policy.display().to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    let restricted = |addr| async move { get(addr, "/restricted-index/_search").await.status };
+    assert_eq!(restricted(proxy.addr).await, 200);
+
+    std::fs::write(
+        &policy,
+        r#"{"Statement":[{"Sid":"All","Effect":"Allow","Action":"es:*","Resource":"*"},
+            {"Sid":"NoRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted-index/*"}]}"#,
+    )
+    .unwrap();
+    hup_and_wait(&proxy, "configuration reloaded", 0).await;
+    assert_eq!(
+        restricted(proxy.addr).await,
+        403,
+        "the edited policy applies"
+    );
+    assert_eq!(get(proxy.addr, "/test-index/_search").await.status, 200);
+
+    std::fs::write(&policy, "{\"Statement\": [ {\"Effect\": \"Allow\",").unwrap();
+    hup_and_wait(&proxy, "reload rejected", 0).await;
+    let log = proxy.stderr();
+    let rejection = log.lines().find(|l| l.contains("reload rejected")).unwrap();
+    assert!(
+        rejection.contains("--policy") && rejection.contains(&policy.display().to_string()),
+        "{rejection}"
+    );
+    assert_eq!(
+        restricted(proxy.addr).await,
+        403,
+        "the previous policy still holds"
+    );
+    assert_eq!(get(proxy.addr, "/test-index/_search").await.status, 200);
+    assert_eq!(
+        up.request_count(),
+        3,
+        "only the allowed requests reached the endpoint"
+    );
+    assert!(proxy.terminate().await.success());
+}
+
+#[tokio::test]
+async fn pooled_connections_idle_past_pool_idle_timeout_are_closed() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--pool-idle-timeout", "300ms"]).await;
+    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    assert_eq!(up.connections_accepted(), 1);
+    // The upstream closes nothing itself; only the proxy's pool can close it. Bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle pooled connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(
+        up.connections_accepted(),
+        2,
+        "a new connection after the idle one was closed"
+    );
+
+    // Without the short timeout the connection stays pooled and is reused.
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(up.connections_accepted(), 1, "reused");
+}
+
+#[tokio::test]
 async fn sighup_with_a_malformed_bcrypt_hash_is_rejected_and_the_old_users_stay() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
