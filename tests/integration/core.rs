@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::support::http::{get, raw, send, Resp};
-use crate::support::{Creds, Reply, TestProxy, TestUpstream};
+use crate::support::{Creds, Gate, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
     Creds::with_token("ASIACORETEST", "core/secret+key", "core-session-token")
@@ -828,4 +828,66 @@ async fn malformed_and_non_origin_form_requests_get_4xx_and_never_reach_the_endp
         assert_ok_and_verified(&get(proxy.addr(), "/_cluster/health").await, &up);
         up.take_requests();
     }
+}
+
+/// The response streams: the upstream sends the first part of a large body and then waits
+/// (at most 10 s) until the client has that part before it sends the rest. A proxy that
+/// buffered the response would hold the first part until the upstream gave up waiting.
+#[tokio::test]
+async fn a_response_reaches_the_client_while_the_endpoint_is_still_sending_it() {
+    use http_body_util::BodyExt;
+    let gate = std::sync::Arc::new(Gate::default());
+    let first = Bytes::from(vec![b'a'; 256 * 1024]);
+    let rest = Bytes::from(vec![b'b'; 1024 * 1024]);
+    let up = TestUpstream::builder()
+        .creds(creds())
+        .route(
+            "GET",
+            "/stream",
+            Reply::gated(
+                first.clone(),
+                rest.clone(),
+                gate.clone(),
+                Duration::from_secs(10),
+            ),
+        )
+        .start()
+        .await;
+    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/stream")
+            .header("host", proxy.addr().to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut received = Vec::new();
+        while received.len() < first.len() {
+            let frame = body.frame().await.expect("more body").unwrap();
+            received.extend_from_slice(&frame.into_data().unwrap_or_default());
+        }
+        assert!(
+            !gate.timed_out(),
+            "the first part arrived only after the endpoint stopped waiting: buffered"
+        );
+        assert_eq!(&received[..first.len()], &first[..]);
+        gate.open();
+        while let Some(frame) = body.frame().await {
+            received.extend_from_slice(&frame.unwrap().into_data().unwrap_or_default());
+        }
+        received
+    };
+    let received = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("the exchange finished within 30 s");
+    assert!(!gate.timed_out());
+    assert_eq!(received.len(), first.len() + rest.len());
+    assert_eq!(&received[first.len()..], &rest[..]);
 }
