@@ -401,23 +401,17 @@ async fn imds_v2_instance_profile() {
     );
 }
 
-#[tokio::test]
-async fn sso_profile_with_a_cached_login() {
+/// `--profile dev` from `config`, with what `aws sso login` leaves behind for it:
+/// `~/.aws/sso/cache/<sha1(cache_key)>.json` (the start URL in the legacy form, the session
+/// name in the `sso_session` form). The role credentials come from the fake SSO portal.
+async fn assert_sso_profile_signs(config: &str, cache_key: &str, start_url: &str) {
     let up = upstream(&[]).await;
     let sso = FakeSso::start("sso-portal-access-token-abc").await;
     sso.on_issue(accept(&up));
-    let start_url = "https://d-1234567890.awsapps.com/start";
-    let home = AwsHome::new(
-        &format!(
-            "[profile dev]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
-             sso_account_id = 123456789012\nsso_role_name = SearchReader\n"
-        ),
-        "",
-    );
-    // What `aws sso login` leaves behind: ~/.aws/sso/cache/<sha1(start url)>.json.
+    let home = AwsHome::new(config, "");
     let digest = ring::digest::digest(
         &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        start_url.as_bytes(),
+        cache_key.as_bytes(),
     );
     std::fs::create_dir_all(home.path(".aws/sso/cache")).unwrap();
     let expires =
@@ -438,6 +432,28 @@ async fn sso_profile_with_a_cached_login() {
     assert_eq!(call.param("role_name").as_deref(), Some("SearchReader"));
     assert_eq!(call.param("account_id").as_deref(), Some("123456789012"));
     assert_logged_source(&proxy, "SSO", "ASIASSO00000001");
+}
+
+#[tokio::test]
+async fn sso_profile_with_a_cached_login() {
+    let start_url = "https://d-1234567890.awsapps.com/start";
+    let config = format!(
+        "[profile dev]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
+         sso_account_id = 123456789012\nsso_role_name = SearchReader\n"
+    );
+    assert_sso_profile_signs(&config, start_url, start_url).await;
+}
+
+#[tokio::test]
+async fn sso_session_profile_with_a_cached_login() {
+    let start_url = "https://d-1234567890.awsapps.com/start";
+    let config = format!(
+        "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\n\
+         sso_role_name = SearchReader\n\n\
+         [sso-session corp]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
+         sso_registration_scopes = sso:account:access\n"
+    );
+    assert_sso_profile_signs(&config, "corp", start_url).await;
 }
 
 #[tokio::test]
