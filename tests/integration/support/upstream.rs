@@ -68,12 +68,16 @@ pub enum ReplyBody {
     },
     /// `first`, then nothing until `gate` opens (or `wait` passes, which the gate records),
     /// then `rest`: a client can only see `first` before the gate opens if the body streams.
-    Gated {
-        first: Bytes,
-        rest: Bytes,
-        gate: Arc<Gate>,
-        wait: Duration,
-    },
+    Gated(Box<GatedParts>),
+}
+
+/// The parts of a [`ReplyBody::Gated`] body (boxed: `Reply` stays small).
+#[derive(Clone, Debug)]
+pub struct GatedParts {
+    pub first: Bytes,
+    pub rest: Bytes,
+    pub gate: Arc<Gate>,
+    pub wait: Duration,
 }
 
 /// The gate of a [`ReplyBody::Gated`] body.
@@ -163,12 +167,12 @@ impl Reply {
     /// 200 with `first`, then `rest` once `gate` opens (or after `wait`).
     pub fn gated(first: Bytes, rest: Bytes, gate: Arc<Gate>, wait: Duration) -> Self {
         Reply {
-            body: ReplyBody::Gated {
+            body: ReplyBody::Gated(Box::new(GatedParts {
                 first,
                 rest,
                 gate,
                 wait,
-            },
+            })),
             ..Reply::status(200)
         }
         .header("content-type", "application/octet-stream")
@@ -1174,12 +1178,13 @@ fn respond(shared: &Shared, reply: Reply, rid: &str) -> Response<RespBody> {
     let body: RespBody = match reply.body {
         ReplyBody::Bytes(b) => http_body_util::Full::new(b).boxed(),
         ReplyBody::Generated { len, chunk } => GeneratedBody::new(len, chunk).boxed(),
-        ReplyBody::Gated {
-            first,
-            rest,
-            gate,
-            wait,
-        } => {
+        ReplyBody::Gated(parts) => {
+            let GatedParts {
+                first,
+                rest,
+                gate,
+                wait,
+            } = *parts;
             let parts = futures_util::stream::unfold(Some(false), move |state| {
                 let (first, rest, gate) = (first.clone(), rest.clone(), gate.clone());
                 async move {
