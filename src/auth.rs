@@ -268,15 +268,19 @@ impl Htpasswd {
 fn bcrypt_cost(hash: &str) -> Result<u32, &'static str> {
     let bytes = hash.as_bytes();
     if ["$2y$", "$2a$", "$2b$"].iter().any(|p| hash.starts_with(p)) {
-        // $2y$10$ + 53 chars of ./A-Za-z0-9
+        // $2y$10$ + 53 chars of ./A-Za-z0-9. The length is checked first and only bytes are
+        // indexed: a short or non-ASCII hash must be an error, never a panic.
         let ok = bytes.len() == 60
             && bytes[6] == b'$'
             && bytes[4..6].iter().all(u8::is_ascii_digit)
             && bytes[7..]
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'/');
-        let cost: u32 = hash[4..6].parse().unwrap_or(0);
-        return if ok && (4..=31).contains(&cost) {
+        if !ok {
+            return Err("malformed bcrypt");
+        }
+        let cost = u32::from(bytes[4] - b'0') * 10 + u32::from(bytes[5] - b'0');
+        return if (4..=31).contains(&cost) {
             Ok(cost)
         } else {
             Err("malformed bcrypt")
@@ -549,6 +553,27 @@ mod tests {
             ("bob:hunter2", "plaintext"),
             ("bob:", "plaintext"),
             ("bob:$2y$10$tooshort", "malformed bcrypt"),
+            // Shorter than the cost field, cut inside it, or with non-ASCII where it would be:
+            // each is a load error, never a panic.
+            ("bob:$2y$", "malformed bcrypt"),
+            ("bob:$2a$1", "malformed bcrypt"),
+            ("bob:$2b$10", "malformed bcrypt"),
+            ("bob:$2y$é", "malformed bcrypt"),
+            ("bob:$2y$1é$", "malformed bcrypt"),
+            (
+                // 60 bytes, multi-byte characters in the cost field.
+                "bob:$2y$éé$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz012",
+                "malformed bcrypt",
+            ),
+            (
+                // 60 bytes, multi-byte character in the salt.
+                "bob:$2y$04$abcdéfghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz0123",
+                "malformed bcrypt",
+            ),
+            (
+                "bob:$2y$99$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234",
+                "malformed bcrypt",
+            ),
             (
                 "bob:$2x$04$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234",
                 "$2x$",

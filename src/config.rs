@@ -112,6 +112,19 @@ impl AssumeRole {
     }
 }
 
+/// Why no region could be found, for a configuration whose endpoint host names none and that
+/// has no `--region`: the places it is looked for, the profile by its name.
+pub fn no_region_message(profile: Option<&str>) -> String {
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_string());
+    format!(
+        "no region: the endpoint host does not name one; pass --region REGION, set AWS_REGION, \
+         or set `region` in the AWS profile `{profile}` (~/.aws/config or AWS_CONFIG_FILE)"
+    )
+}
+
 impl Config {
     pub fn from_args(args: &ProxyArgs) -> Result<Config, ConfigError> {
         let raw = args.endpoint.as_deref().ok_or_else(|| {
@@ -124,8 +137,9 @@ impl Config {
             (None, Some(s)) => s,
             (None, None) => {
                 return Err(ConfigError(format!(
-                    "cannot tell the service and region from `{}`: it is not an Amazon OpenSearch host \
-                     (*.REGION.es.amazonaws.com or *.REGION.aoss.amazonaws.com). Pass both --service es|aoss and --region REGION",
+                    "cannot tell the service from `{}`: it is not an Amazon OpenSearch host \
+                     (*.REGION.es.amazonaws.com or *.REGION.aoss.amazonaws.com), so it needs --service es|aoss \
+                     (the region comes from --region, else AWS_REGION or the AWS profile's `region`)",
                     endpoint.host
                 )))
             }
@@ -134,12 +148,6 @@ impl Config {
             .region
             .clone()
             .or_else(|| endpoint.inferred_region.clone());
-        if endpoint.inferred_service.is_none() && args.region.is_none() {
-            return Err(ConfigError(format!(
-                "cannot tell the region from `{}`: it is not an Amazon OpenSearch host. Pass --region REGION (with --service)",
-                endpoint.host
-            )));
-        }
         if let Some(r) = &region {
             if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return Err(ConfigError(format!(
@@ -180,7 +188,9 @@ impl Config {
         let auth = auth.is_enabled().then(|| Arc::new(auth));
         if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(ConfigError(format!(
-                "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this                  proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass                  --allow-unauthenticated if something else already restricts who can connect",
+                "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this \
+                 proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass \
+                 --allow-unauthenticated if something else already restricts who can connect",
                 args.listen
             )));
         }
@@ -331,18 +341,19 @@ mod tests {
     }
 
     #[test]
-    fn custom_hosts_need_both_flags_and_the_error_says_so() {
+    fn custom_hosts_need_the_service_and_may_leave_the_region_to_the_aws_config() {
         let err = config(&["https://search.example.com"])
             .unwrap_err()
             .to_string();
+        assert!(err.contains("needs --service es|aoss"), "{err}");
+        // The region may come later, from AWS_REGION or the profile (see lib::build).
+        let c = config(&["--service", "es", "https://search.example.com"]).unwrap();
+        assert_eq!((c.service, c.region.as_deref()), (Service::Es, None));
+        let msg = no_region_message(Some("work"));
         assert!(
-            err.contains("--service") && err.contains("--region"),
-            "{err}"
+            msg.contains("--region") && msg.contains("AWS_REGION") && msg.contains("`work`"),
+            "{msg}"
         );
-        let err = config(&["--service", "es", "https://search.example.com"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--region"), "{err}");
         let c = config(&[
             "--service",
             "aoss",
@@ -451,6 +462,7 @@ mod tests {
             err.contains("refusing to listen on 0.0.0.0:9200") && err.contains("--htpasswd"),
             "{err}"
         );
+        assert!(!err.contains("  "), "no runs of spaces: {err}");
         assert!(config(&[
             "--listen",
             "0.0.0.0:9200",

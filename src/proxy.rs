@@ -64,7 +64,7 @@ pub struct Proxy {
 #[derive(Default)]
 struct Notes {
     principal: Option<String>,
-    /// `allow`, `allow (Sid)`, `deny (Sid)`; `None` without a policy.
+    /// `allow on R`, `allow (Sid) on R`, `deny (Sid)`; `None` without a policy.
     policy: Option<String>,
     bytes_in: u64,
 }
@@ -250,7 +250,12 @@ impl Proxy {
             Some(rest) if !self.path_prefix.is_empty() => rest,
             _ => parts.uri.path(),
         };
-        if !path.starts_with('/') {
+        // Only an origin-form target (`/path?query`) says what to forward. Over HTTP/1.x an
+        // absolute-form (`GET https://host/…`) or authority-form (`CONNECT host:443`, `GET foo`)
+        // target has an authority and would otherwise pass as `/` (HTTP/2 always has one).
+        let not_origin_form = parts.method == Method::CONNECT
+            || (parts.version < http::Version::HTTP_2 && parts.uri.authority().is_some());
+        if not_origin_form || !path.starts_with('/') {
             return Err(ProxyError::BadRequest(format!(
                 "request target `{}` is not a path",
                 parts.uri
@@ -670,10 +675,13 @@ async fn evaluate_with_body(
 /// Turns a policy decision into the request's fate, logging denials with their reason.
 fn enforce(decision: Decision, notes: &mut Notes) -> Result<(), ProxyError> {
     match decision {
-        Decision::Allow { statement } => {
+        Decision::Allow {
+            statement,
+            resource,
+        } => {
             notes.policy = Some(match statement {
-                Some(s) => format!("allow ({s})"),
-                None => "allow".into(),
+                Some(s) => format!("allow ({s}) on {resource}"),
+                None => format!("allow on {resource}"),
             });
             Ok(())
         }

@@ -143,9 +143,7 @@ async fn steps(args: &CheckArgs, report: &mut Report<'_>) {
                 "endpoint",
                 &format!("{}: no region", config.endpoint.base_url()),
             );
-            report.fix(
-                "pass --region REGION (it is not in the host name nor in the AWS configuration)",
-            );
+            report.fix(&crate::config::no_region_message(config.profile.as_deref()));
             return;
         }
     };

@@ -1,7 +1,7 @@
 //! The local access policy: which requests the proxy signs and forwards.
 //!
 //! A [`Policy`] is IAM policy JSON as people write it for their domains
-//! (see `docs/policies.md`), evaluated by the proxy against everything a
+//! (see README.md, "Policies"), evaluated by the proxy against everything a
 //! request touches: the path's indices *and* the indices named in the bodies
 //! of the multi-index APIs (`_bulk`, `_mget`, `_msearch`, `_reindex`,
 //! `_aliases`...), which the service's own resource policy cannot see.
@@ -15,6 +15,10 @@
 //!    [`Decision::error_body`].
 
 mod document;
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(test)]
+mod fuzz_tests;
 mod indices;
 mod pattern;
 mod read_only;
@@ -67,6 +71,8 @@ pub enum Decision {
         /// The statement that allowed the request's path (Sid or `Statement[i]`),
         /// `"read-only"`, or `None` for [`Policy::allow_all`].
         statement: Option<String>,
+        /// The resource that statement allowed first, e.g. `test-index/_search` (the path's).
+        resource: String,
     },
     Deny {
         /// A readable sentence naming action, resource, origin and statement.
@@ -213,11 +219,15 @@ impl Policy {
             };
         };
         match &self.kind {
-            Kind::AllowAll => Decision::Allow { statement: None },
+            Kind::AllowAll => Decision::Allow {
+                statement: None,
+                resource: display_path(req.raw_path),
+            },
             Kind::ReadOnly => {
                 if read_only::allows(req.method, req.raw_path) {
                     Decision::Allow {
                         statement: Some("read-only".into()),
+                        resource: display_path(req.raw_path),
                     }
                 } else {
                     let resource = display_path(req.raw_path);
@@ -254,6 +264,11 @@ fn display_path(raw_path: &str) -> String {
     }
 }
 
+/// Does the query have a `source` parameter (however it is percent-encoded)?
+fn has_source_param(raw_query: Option<&str>) -> bool {
+    raw_query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "source"))
+}
+
 struct What<'a>(&'a str, &'a Touched);
 
 impl fmt::Display for What<'_> {
@@ -284,7 +299,8 @@ fn evaluate_statements(
     let (denies, allows): (Vec<&Statement>, Vec<&Statement>) = applicable
         .into_iter()
         .partition(|s| s.effect == Effect::Deny);
-    let mut allowed_by: Option<String> = None;
+    // The first statement that allowed something, and what.
+    let mut allowed_by: Option<(String, String)> = None;
     let mut check = |t: Touched| -> Option<Decision> {
         for s in &denies {
             if let Some(pattern) = s.deny_match(&t.target) {
@@ -302,7 +318,7 @@ fn evaluate_statements(
         }
         match allows.iter().find(|s| s.allows(&t.target)) {
             Some(s) => {
-                allowed_by.get_or_insert_with(|| s.label.clone());
+                allowed_by.get_or_insert_with(|| (s.label.clone(), t.target.to_string()));
                 None
             }
             None => Some(Decision::Deny {
@@ -321,11 +337,31 @@ fn evaluate_statements(
             }),
         }
     };
+    if body_needed(req.method, req.raw_path) && has_source_param(req.raw_query) {
+        // Without a body, OpenSearch reads `_mget`, `_msearch`, … bodies from `?source=`.
+        let resource = display_path(req.raw_path);
+        return Decision::Deny {
+            reason: format!(
+                "{action} on {resource} denied: the indices of this API are read from its body, \
+                 and a `source` query parameter can stand for the body; send the body as the request body"
+            ),
+            statement: None,
+            action: action.into(),
+            resource,
+        };
+    }
     match indices::for_each_resource(req.method, req.raw_path, body, &mut check) {
         Ok(Some(deny)) => deny,
-        Ok(None) => Decision::Allow {
-            statement: allowed_by,
-        },
+        Ok(None) => {
+            let (statement, resource) = match allowed_by {
+                Some((s, r)) => (Some(s), r),
+                None => (None, display_path(req.raw_path)),
+            };
+            Decision::Allow {
+                statement,
+                resource,
+            }
+        }
         Err(e) => {
             let resource = display_path(req.raw_path);
             Decision::Deny {
@@ -425,7 +461,8 @@ mod tests {
         assert_eq!(
             decide(&p, Method::POST, "/_bulk", Some(fine)),
             Decision::Allow {
-                statement: Some("Statement[0]".into())
+                statement: Some("Statement[0]".into()),
+                resource: "_bulk".into()
             }
         );
         // The path form with a default index is fine too, the other index is not.
@@ -646,6 +683,43 @@ mod tests {
     }
 
     #[test]
+    fn a_body_in_the_source_query_parameter_is_denied() {
+        let p = Policy::from_json(GUIDE_DENY).unwrap();
+        let facts = |path: &'static str, query: &'static str| RequestFacts {
+            method: &Method::GET,
+            raw_path: path,
+            raw_query: Some(query),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            principal: None,
+        };
+        let mget = "source=%7B%22docs%22%3A%5B%7B%22_index%22%3A%22restricted-index%22%2C%22_id%22%3A%221%22%7D%5D%7D&source_content_type=application/json";
+        for (path, query) in [
+            ("/_mget", mget),
+            (
+                "/_msearch",
+                "%73ource=x&source_content_type=application/x-ndjson",
+            ),
+            ("/test-index/_mget", "source="),
+        ] {
+            let d = p.evaluate(&facts(path, query), Some(&mut Cursor::new(Vec::new())));
+            assert!(!d.is_allowed(), "{path}?{query}");
+            assert!(
+                d.reason().contains("`source` query parameter"),
+                "{}",
+                d.reason()
+            );
+        }
+        // Elsewhere `source` is an ordinary parameter (e.g. a search body, which is not read).
+        let d = p.evaluate(&facts("/test-index/_search", "source=%7B%7D"), None);
+        assert!(d.is_allowed(), "{d:?}");
+        let d = p.evaluate(
+            &facts("/_mget", "sources=1"),
+            Some(&mut Cursor::new(Vec::new())),
+        );
+        assert!(d.is_allowed(), "{d:?}");
+    }
+
+    #[test]
     fn unparseable_or_missing_bodies_are_denied() {
         let p = Policy::from_json(GUIDE_DENY).unwrap();
         let d = decide(
@@ -687,7 +761,10 @@ mod tests {
         let all = Policy::allow_all();
         assert_eq!(
             decide(&all, Method::DELETE, "/_all", None),
-            Decision::Allow { statement: None }
+            Decision::Allow {
+                statement: None,
+                resource: "_all".into()
+            }
         );
     }
 
@@ -703,7 +780,11 @@ mod tests {
             .unwrap()
             .contains("\"DenyRestricted\""));
         assert_eq!(v["error"]["root_cause"][0]["type"], "security_exception");
-        assert_eq!(Decision::Allow { statement: None }.error_body(), None);
+        let allow = Decision::Allow {
+            statement: None,
+            resource: String::new(),
+        };
+        assert_eq!(allow.error_body(), None);
     }
 
     #[test]

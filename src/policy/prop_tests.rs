@@ -29,6 +29,16 @@ fn allow_policy() -> Policy {
     .unwrap()
 }
 
+/// `PROPTEST_CASES` when set (to run longer, or shorter), else this module's default.
+fn cases(default: u32) -> u32 {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("PROPTEST_CASES={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
 fn run(policy: &Policy, method: Method, path: &str, body: &[u8]) -> Decision {
     let facts = RequestFacts {
         method: &method,
@@ -237,7 +247,7 @@ fn all_allowed<T>(v: &[T], f: impl Fn(&T) -> bool) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn bulk_naming_a_denied_index_is_never_allowed(
@@ -362,7 +372,7 @@ const BODY_PATHS: [&str; 8] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
 
     /// Arbitrary bytes never panic; a body whose first line is not JSON is denied.
     #[test]

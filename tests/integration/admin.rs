@@ -2,15 +2,14 @@
 //! `/metrics` on their own port; the proxy's port keeps forwarding every path, `/metrics`
 //! included.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
-use sigv4_proxy::proxy::Proxy;
 
-use crate::support::http::{get, send, Resp};
+use crate::support::http::{get, send};
 use crate::support::proxy::upstream_args;
+use crate::support::proxy::TestAdmin as Admin;
 use crate::support::{Creds, ProxyProcess, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -19,51 +18,6 @@ fn creds() -> Creds {
 
 async fn upstream(service: &str) -> TestUpstream {
     TestUpstream::start_for(service, creds()).await
-}
-
-/// The admin endpoints of an in-process proxy, on their own loopback port.
-struct Admin {
-    addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Admin {
-    async fn start(proxy: &Arc<Proxy>) -> Admin {
-        let listener = sigv4_proxy::admin::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("bind admin");
-        let addr = listener.local_addr().unwrap();
-        let routes = {
-            let proxy = proxy.clone();
-            Arc::new(move || vec![proxy.clone()]) as sigv4_proxy::admin::Routes
-        };
-        let task = tokio::spawn(sigv4_proxy::admin::serve(
-            listener,
-            routes,
-            proxy.metrics().clone(),
-        ));
-        Admin { addr, task }
-    }
-
-    async fn get(&self, path: &str) -> Resp {
-        get(self.addr, path).await
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = self.get("/metrics").await;
-        assert_eq!(resp.status, 200);
-        assert!(resp
-            .header("content-type")
-            .unwrap()
-            .starts_with("application/openmetrics-text"));
-        resp.text()
-    }
-}
-
-impl Drop for Admin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// The value of the sample `name{labels}` (or bare `name`) in a metrics text.

@@ -28,10 +28,16 @@ async fn upstream() -> TestUpstream {
 }
 
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    run_to_exit_with(args, &[])
+}
+
+/// Runs the binary to its exit with no environment but `env` (and IMDS off).
+fn run_to_exit_with(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
         .args(args)
         .env_clear()
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .output()
         .expect("run sigv4-proxy");
     (
@@ -44,10 +50,7 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
 fn invalid_configuration_exits_64_with_the_reason() {
     let (code, err) = run_to_exit(&["https://search.example.com"]);
     assert_eq!(code, Some(64));
-    assert!(
-        err.contains("--service") && err.contains("--region"),
-        "{err}"
-    );
+    assert!(err.contains("needs --service es|aoss"), "{err}");
     let (code, err) = run_to_exit(&["http://search-x.us-east-1.es.amazonaws.com"]);
     assert_eq!(code, Some(64));
     assert!(err.contains("https"), "{err}");
@@ -246,5 +249,157 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
+    );
+}
+
+/// An upstream on a custom host name (no region in it) that verifies signatures for `region`.
+async fn custom_host_upstream(region: &str) -> TestUpstream {
+    TestUpstream::builder()
+        .service("es")
+        .region(region)
+        .host_name("search.internal.example.net")
+        .creds(Creds::with_token("ASIAENVEXAMPLE1234", SECRET, TOKEN))
+        .start()
+        .await
+}
+
+/// `args` for `up` plus `--service es`, no `--region`.
+fn custom_host_args(up: &TestUpstream) -> Vec<String> {
+    let mut args = upstream_args(up);
+    args.extend(["--service".to_string(), "es".to_string()]);
+    args
+}
+
+#[tokio::test]
+async fn a_custom_host_with_service_signs_for_the_region_of_aws_region() {
+    let up = custom_host_upstream("eu-central-1").await;
+    let mut env = env_creds();
+    env.push(("AWS_REGION".into(), "eu-central-1".into()));
+    let mut proxy = ProxyProcess::start(&custom_host_args(&up), &env).await;
+    let resp = get(proxy.addr, "/_cluster/health").await;
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), proxy.stderr());
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert!(
+        rec.header("authorization")
+            .unwrap()
+            .contains("/eu-central-1/es/aws4_request"),
+        "{:?}",
+        rec.header("authorization")
+    );
+    assert!(proxy.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_custom_host_with_service_signs_for_the_region_of_the_profile() {
+    let up = custom_host_upstream("ap-southeast-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-west-2\n[profile work]\nregion = ap-southeast-2\n",
+    )
+    .unwrap();
+    let mut env = env_creds();
+    env.push(("AWS_CONFIG_FILE".into(), config.display().to_string()));
+    let mut args = custom_host_args(&up);
+    args.extend(["--profile".to_string(), "work".to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env).await;
+    let resp = get(proxy.addr, "/").await;
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), proxy.stderr());
+    let rec = up.last_request().unwrap();
+    assert!(rec.verified(), "{:?}", rec.verification);
+    assert!(rec
+        .header("authorization")
+        .unwrap()
+        .contains("/ap-southeast-2/es/aws4_request"));
+    assert!(proxy.terminate().await.success());
+}
+
+#[test]
+fn a_custom_host_with_no_region_anywhere_says_where_to_put_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile work]\noutput = json\n").unwrap();
+    let config = config.display().to_string();
+    let (code, stderr) = run_to_exit_with(
+        &[
+            "https://search.internal.example.net",
+            "--service",
+            "es",
+            "--profile",
+            "work",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("AWS_CONFIG_FILE", &config),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+            ("HOME", "/nonexistent"),
+        ],
+    );
+    assert!(code.is_some_and(|c| c != 0), "{stderr}");
+    assert!(
+        stderr.contains("no region")
+            && stderr.contains("--region")
+            && stderr.contains("AWS_REGION")
+            && stderr.contains("profile `work`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_readme_quotes_the_open_listener_refusal_as_the_binary_prints_it() {
+    let readme = crate::support::docs::read("README.md");
+    let lines: Vec<&str> = readme.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("sigv4-proxy: refusing to listen on"))
+        .expect("README quotes the refusal");
+    let command = lines[at - 1]
+        .strip_prefix("$ sigv4-proxy ")
+        .expect("the line before the quote is the command");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let (code, stderr) = run_to_exit(&args);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.trim_end(), lines[at]);
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_drain_deadline_is_cut_off_and_the_process_exits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream().await;
+    up.add_route(
+        "GET",
+        "/stuck",
+        Reply::text(200, "too late").stall(Duration::from_secs(60)),
+    );
+    let mut args = upstream_args(&up);
+    args.extend(["--drain-timeout".to_string(), "1s".to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    up.wait_for_requests(1, Duration::from_secs(10)).await;
+    // Bounded by `terminate` (15 s), far below the upstream's 60 s stall.
+    let status = proxy.terminate().await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was closed once the process exited"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains("too late"),
+        "the stuck request did not complete: {answer}"
+    );
+    let log = proxy.stderr();
+    assert!(log.contains("drain deadline passed"), "{log}");
+    assert!(
+        status.code().is_some(),
+        "exited by itself, not by a signal: {status:?}\n{log}"
     );
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::docs;
 use crate::support::fake_opensearch::FakeOpenSearch;
+use crate::support::proxy::TestAdmin;
 use crate::support::{tools, Creds, Recorded, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -176,35 +178,50 @@ async fn opensearch_js_indexes_bulk_loads_scrolls_and_deletes() {
 /// The ```-fenced blocks preceded by a `<!-- tested -->` line in `file`, with their first line
 /// number.
 fn tested_blocks(file: &str) -> Vec<(usize, String)> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let text = docs::read(file);
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         if lines[i].trim() == "<!-- tested -->" {
-            let open = i + 1;
-            assert!(
-                lines.get(open).is_some_and(|l| l.starts_with("```")),
-                "{file}:{}: `<!-- tested -->` must be followed by a ``` block",
-                i + 1
-            );
-            let close = (open + 1..lines.len())
-                .find(|&j| lines[j].starts_with("```"))
-                .unwrap_or_else(|| panic!("{file}:{}: unclosed block", open + 1));
-            blocks.push((open + 2, lines[open + 1..close].join("\n")));
-            i = close;
+            let (block, next) = docs::block_at(file, &lines, i + 1);
+            blocks.push((i + 3, block));
+            i = next;
+        } else {
+            i += 1;
         }
-        i += 1;
     }
     blocks
+}
+
+/// The ```-fenced blocks of `file` with a line that runs curl (transcripts, `$ curl …`, are
+/// output, not examples) that are not among `tested`.
+fn untested_curl_blocks(file: &str, tested: &[(usize, String)]) -> Vec<(usize, String)> {
+    let text = docs::read(file);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("```") {
+            let (body, next) = docs::block_at(file, &lines, i);
+            let runs_curl = body.lines().any(|l| l.trim_start().starts_with("curl "));
+            if runs_curl && !tested.iter().any(|(line, _)| *line == i + 2) {
+                out.push((i + 2, body));
+            }
+            i = next;
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Runs one documented block the one documented way (README, "Where people run it"):
 /// a `sigv4-proxy [FLAGS] ENDPOINT [&]` line starts the proxy for that endpoint (here: in front
 /// of the fake OpenSearch with the endpoint's host name); `localhost:9200` becomes that proxy's
-/// address; every other line runs in bash as written (`set -euo pipefail`), in a directory
-/// holding a small `bulk.ndjson`.
+/// address, and with `--admin-listen HOST:PORT`, `localhost:PORT` its admin listener's; every
+/// other line runs in bash as written (`set -euo pipefail`), in a directory holding a small
+/// `bulk.ndjson`.
 async fn run_block(file: &str, line: usize, block: &str) {
     let what = format!("{file}:{line}");
     let mut script = String::from("set -euo pipefail\n");
@@ -242,11 +259,25 @@ async fn run_block(file: &str, line: usize, block: &str) {
     let fake = FakeOpenSearch::new();
     up.set_handler(fake.handler());
     let proxy = TestProxy::start(&up, &creds(), &flags).await;
-    let script = script.replace("localhost:9200", &proxy.addr().to_string());
     let curls = script
         .lines()
-        .filter(|l| l.trim_start().starts_with("curl "))
+        .filter(|l| l.trim_start().starts_with("curl ") && l.contains("localhost:9200"))
         .count();
+    let mut script = script.replace("localhost:9200", &proxy.addr().to_string());
+    let admin_port = flags
+        .iter()
+        .position(|f| *f == "--admin-listen")
+        .and_then(|i| flags.get(i + 1))
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(_, port)| port.to_string());
+    let admin = match &admin_port {
+        Some(port) => {
+            let admin = TestAdmin::start(proxy.proxy()).await;
+            script = script.replace(&format!("localhost:{port}"), &admin.addr.to_string());
+            Some(admin)
+        }
+        None => None,
+    };
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -272,13 +303,24 @@ async fn run_block(file: &str, line: usize, block: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    // Each curl reached the endpoint signed (a proxy error would never get there).
+    // Each curl to the proxy reached the endpoint signed (a proxy error would never get
+    // there); anything else the endpoint saw is the admin listener's readiness probe.
     let seen = up.requests();
+    let probes = seen
+        .iter()
+        .filter(|r| admin.is_some() && r.method == "HEAD" && r.raw_path == "/")
+        .count();
     assert_eq!(
-        seen.len(),
+        seen.len() - probes,
         curls,
         "{what}: every curl reached the endpoint:\n{stdout}"
     );
+    if script.contains("/readyz") {
+        assert!(
+            stdout.contains(r#""status":"ready""#),
+            "{what}: the admin listener says ready:\n{stdout}"
+        );
+    }
     for r in &seen {
         assert!(
             r.verified(),
@@ -298,10 +340,14 @@ async fn documented_curl_examples_run_as_written() {
     }
     let mut ran = 0;
     for file in ["README.md"] {
-        for (line, block) in tested_blocks(file) {
+        let tested = tested_blocks(file);
+        if let Some((line, block)) = untested_curl_blocks(file, &tested).first() {
+            panic!("{file}:{line}: a curl example not marked `<!-- tested -->`:\n{block}");
+        }
+        for (line, block) in tested {
             run_block(file, line, &block).await;
             ran += 1;
         }
     }
-    assert!(ran >= 2, "the README marks its curl examples");
+    assert!(ran >= 4, "the README marks its curl examples");
 }

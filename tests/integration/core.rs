@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::support::http::{get, raw, send, Resp};
-use crate::support::{Creds, Reply, TestProxy, TestUpstream};
+use crate::support::{Creds, Gate, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
     Creds::with_token("ASIACORETEST", "core/secret+key", "core-session-token")
@@ -816,4 +816,114 @@ async fn a_pooled_connection_closed_by_the_endpoint_is_retried_transparently() {
         2,
         "sent once more, then given up"
     );
+}
+
+/// Requests a client could send raw over TCP that are not a request for a path: each gets a
+/// 4xx (OpenSearch-style JSON where the proxy answers, hyper's bare 400 where hyper refuses
+/// them before the proxy sees them), none reaches the endpoint, and the proxy keeps serving.
+#[tokio::test]
+async fn malformed_and_non_origin_form_requests_get_4xx_and_never_reach_the_endpoint() {
+    let (up, proxy) = pair("es", &[]).await;
+    // (request, answered by the proxy itself with its JSON error); `Connection: close` so the
+    // read ends with the answer.
+    let cases: [(&[u8], bool); 9] = [
+        (b"GARBAGE\r\n\r\n", false),
+        (b"GET https://evil.example/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", true),
+        (b"GET https://evil.example/_search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+        (b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n", true),
+        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", false),
+        (
+            b"POST /i/_doc HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+            false,
+        ),
+        (b"GET foo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+        (b"GET _search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+    ];
+    for (request, by_proxy) in cases {
+        let what = String::from_utf8_lossy(request).into_owned();
+        let reply = raw(proxy.addr(), request, Duration::from_secs(5)).await;
+        let status: u16 = reply
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{what:?}: no status line in {reply:?}"));
+        assert!((400..500).contains(&status), "{what:?}: {reply}");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+        if by_proxy {
+            assert!(
+                head.to_ascii_lowercase().contains("x-sigv4-proxy-error:"),
+                "{what:?}: {reply}"
+            );
+            let v: serde_json::Value = serde_json::from_str(body.trim())
+                .unwrap_or_else(|e| panic!("{what:?}: not JSON ({e}): {body}"));
+            assert_eq!(v["status"], status, "{what:?}: {body}");
+            assert!(v["error"]["type"].is_string(), "{what:?}: {body}");
+        }
+        assert_eq!(up.request_count(), 0, "{what:?} reached the endpoint");
+        assert_ok_and_verified(&get(proxy.addr(), "/_cluster/health").await, &up);
+        up.take_requests();
+    }
+}
+
+/// The response streams: the upstream sends the first part of a large body and then waits
+/// (at most 10 s) until the client has that part before it sends the rest. A proxy that
+/// buffered the response would hold the first part until the upstream gave up waiting.
+#[tokio::test]
+async fn a_response_reaches_the_client_while_the_endpoint_is_still_sending_it() {
+    use http_body_util::BodyExt;
+    let gate = std::sync::Arc::new(Gate::default());
+    let first = Bytes::from(vec![b'a'; 256 * 1024]);
+    let rest = Bytes::from(vec![b'b'; 1024 * 1024]);
+    let up = TestUpstream::builder()
+        .creds(creds())
+        .route(
+            "GET",
+            "/stream",
+            Reply::gated(
+                first.clone(),
+                rest.clone(),
+                gate.clone(),
+                Duration::from_secs(10),
+            ),
+        )
+        .start()
+        .await;
+    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/stream")
+            .header("host", proxy.addr().to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut received = Vec::new();
+        while received.len() < first.len() {
+            let frame = body.frame().await.expect("more body").unwrap();
+            received.extend_from_slice(&frame.into_data().unwrap_or_default());
+        }
+        assert!(
+            !gate.timed_out(),
+            "the first part arrived only after the endpoint stopped waiting: buffered"
+        );
+        assert_eq!(&received[..first.len()], &first[..]);
+        gate.open();
+        while let Some(frame) = body.frame().await {
+            received.extend_from_slice(&frame.unwrap().into_data().unwrap_or_default());
+        }
+        received
+    };
+    let received = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("the exchange finished within 30 s");
+    assert!(!gate.timed_out());
+    assert_eq!(received.len(), first.len() + rest.len());
+    assert_eq!(&received[first.len()..], &rest[..]);
 }

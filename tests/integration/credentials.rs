@@ -403,23 +403,17 @@ async fn imds_v2_instance_profile() {
     );
 }
 
-#[tokio::test]
-async fn sso_profile_with_a_cached_login() {
+/// `--profile dev` from `config`, with what `aws sso login` leaves behind for it:
+/// `~/.aws/sso/cache/<sha1(cache_key)>.json` (the start URL in the legacy form, the session
+/// name in the `sso_session` form). The role credentials come from the fake SSO portal.
+async fn assert_sso_profile_signs(config: &str, cache_key: &str, start_url: &str) {
     let up = upstream(&[]).await;
     let sso = FakeSso::start("sso-portal-access-token-abc").await;
     sso.on_issue(accept(&up));
-    let start_url = "https://d-1234567890.awsapps.com/start";
-    let home = AwsHome::new(
-        &format!(
-            "[profile dev]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
-             sso_account_id = 123456789012\nsso_role_name = SearchReader\n"
-        ),
-        "",
-    );
-    // What `aws sso login` leaves behind: ~/.aws/sso/cache/<sha1(start url)>.json.
+    let home = AwsHome::new(config, "");
     let digest = ring::digest::digest(
         &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        start_url.as_bytes(),
+        cache_key.as_bytes(),
     );
     std::fs::create_dir_all(home.path(".aws/sso/cache")).unwrap();
     let expires =
@@ -440,6 +434,28 @@ async fn sso_profile_with_a_cached_login() {
     assert_eq!(call.param("role_name").as_deref(), Some("SearchReader"));
     assert_eq!(call.param("account_id").as_deref(), Some("123456789012"));
     assert_logged_source(&proxy, "SSO", "ASIASSO00000001").await;
+}
+
+#[tokio::test]
+async fn sso_profile_with_a_cached_login() {
+    let start_url = "https://d-1234567890.awsapps.com/start";
+    let config = format!(
+        "[profile dev]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
+         sso_account_id = 123456789012\nsso_role_name = SearchReader\n"
+    );
+    assert_sso_profile_signs(&config, start_url, start_url).await;
+}
+
+#[tokio::test]
+async fn sso_session_profile_with_a_cached_login() {
+    let start_url = "https://d-1234567890.awsapps.com/start";
+    let config = format!(
+        "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\n\
+         sso_role_name = SearchReader\n\n\
+         [sso-session corp]\nsso_start_url = {start_url}\nsso_region = us-east-1\n\
+         sso_registration_scopes = sso:account:access\n"
+    );
+    assert_sso_profile_signs(&config, "corp", start_url).await;
 }
 
 #[tokio::test]
@@ -789,4 +805,132 @@ async fn load_through_rotation_and_an_outage_loses_no_request() {
         fetches_at[1] > fetches_at[0],
         "the outage hit a refresh: {fetches_at:?}"
     );
+}
+
+/// Makes `up` accept whatever a fake issues and keeps it, to look for it in the logs later.
+fn accept_and_keep(
+    up: &Arc<TestUpstream>,
+    kept: &Arc<std::sync::Mutex<Vec<Issued>>>,
+) -> impl Fn(&Issued) + Send + Sync + 'static {
+    let (up, kept) = (up.clone(), kept.clone());
+    move |issued| {
+        up.add_creds(issued.creds.clone());
+        kept.lock().unwrap().push(issued.clone());
+    }
+}
+
+/// Runs the binary at `-vv` with `RUST_LOG` unset (trace level, as a user gets it), sends
+/// requests carrying a client's Basic credentials, and checks that none of `secrets`, the
+/// client's password (plain or base64) or the signatures the endpoint received is in the log.
+async fn assert_secrets_stay_out_of_vv_logs(
+    up: &TestUpstream,
+    extra_args: &[&str],
+    env: &[(String, String)],
+    secrets: impl Fn() -> Vec<String>,
+) {
+    use base64::Engine as _;
+    let mut args = upstream_args(up);
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    args.push("-vv".into());
+    let mut proxy = ProxyProcess::start_without_rust_log(&args, env).await;
+    let password = "client-pa55word-Zq9";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("reader:{password}"));
+    let basic = format!("Basic {encoded}");
+    for (method, path, body) in [
+        ("GET", "/_cluster/health", ""),
+        ("POST", "/logs/_search", "{\"query\":{\"match_all\":{}}}"),
+    ] {
+        let resp = crate::support::http::send(
+            proxy.addr,
+            method,
+            path,
+            &[
+                ("authorization", &basic),
+                ("content-type", "application/json"),
+            ],
+            body.to_string(),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{}\n{}", resp.text(), proxy.stderr());
+    }
+    assert!(proxy.terminate().await.success());
+    let logs = proxy.stderr();
+    assert!(
+        logs.contains(" TRACE "),
+        "-vv without RUST_LOG logs at trace level:\n{logs}"
+    );
+    let mut secrets = secrets();
+    secrets.extend([password.to_string(), encoded]);
+    for r in up.requests() {
+        let auth = r.header("authorization").expect("signed").to_string();
+        let signature = auth.rsplit("Signature=").next().unwrap().to_string();
+        assert_eq!(signature.len(), 64, "{auth}");
+        secrets.push(signature);
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secrets(&proxy, &refs);
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_at_vv_without_rust_log() {
+    // Environment keys with a session token.
+    let creds = Creds::with_token(
+        "ASIAVVENV0000001",
+        STATIC_SECRET,
+        "vv-env-session-token-IQoJ",
+    );
+    let up = upstream(std::slice::from_ref(&creds)).await;
+    let keys = env(&[
+        ("AWS_ACCESS_KEY_ID", &creds.access_key),
+        ("AWS_SECRET_ACCESS_KEY", &creds.secret),
+        ("AWS_SESSION_TOKEN", creds.token.as_deref().unwrap()),
+    ]);
+    let env_secrets = || {
+        vec![
+            STATIC_SECRET.to_string(),
+            "vv-env-session-token-IQoJ".to_string(),
+        ]
+    };
+    assert_secrets_stay_out_of_vv_logs(&up, &[], &keys, env_secrets).await;
+
+    // A profile that assumes a role (fake STS) with a source profile's keys.
+    let up = upstream(&[]).await;
+    let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sts = FakeSts::start().await;
+    sts.on_issue(accept_and_keep(&up, &issued));
+    let home = AwsHome::new(
+        "[profile app]\nrole_arn = arn:aws:iam::123456789012:role/search-reader\nsource_profile = base\n",
+        &format!(
+            "[base]\naws_access_key_id = {STATIC_KEY}\naws_secret_access_key = {STATIC_SECRET}\n"
+        ),
+    );
+    let mut role_env = home.env();
+    role_env.push(("AWS_ENDPOINT_URL_STS".into(), sts.http.url()));
+    let kept = issued.clone();
+    let issued_secrets = move || {
+        let mut s = vec![STATIC_SECRET.to_string()];
+        for i in kept.lock().unwrap().iter() {
+            s.extend([i.creds.secret.clone(), i.token().to_string()]);
+        }
+        assert!(s.len() > 1, "the fake issued credentials");
+        s
+    };
+    assert_secrets_stay_out_of_vv_logs(&up, &["--profile", "app"], &role_env, issued_secrets).await;
+
+    // Container credentials with an authorization token.
+    let up = upstream(&[]).await;
+    let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let container = FakeContainer::start("container-auth-token-7f3e9a1c").await;
+    container.on_issue(accept_and_keep(&up, &issued));
+    let kept = issued.clone();
+    let container_secrets = move || {
+        let mut s = vec!["container-auth-token-7f3e9a1c".to_string()];
+        for i in kept.lock().unwrap().iter() {
+            s.extend([i.creds.secret.clone(), i.token().to_string()]);
+        }
+        assert!(s.len() > 1, "the fake issued credentials");
+        s
+    };
+    let env = container_env(&container, "container-auth-token-7f3e9a1c");
+    assert_secrets_stay_out_of_vv_logs(&up, &[], &env, container_secrets).await;
 }

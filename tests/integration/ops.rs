@@ -297,6 +297,166 @@ async fn sighup_reloads_the_file_and_keeps_the_old_configuration_when_the_new_on
 }
 
 #[tokio::test]
+async fn sighup_reloads_an_edited_policy_file_and_keeps_the_old_policy_when_it_is_broken() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    let allow_all =
+        r#"{"Statement":[{"Sid":"All","Effect":"Allow","Action":"es:*","Resource":"*"}]}"#;
+    std::fs::write(&policy, allow_all).unwrap();
+    let mut args = upstream_args(&up);
+    args.extend(["--policy".to_string(), policy.display().to_string()]);
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    let restricted = |addr| async move { get(addr, "/restricted-index/_search").await.status };
+    assert_eq!(restricted(proxy.addr).await, 200);
+
+    std::fs::write(
+        &policy,
+        r#"{"Statement":[{"Sid":"All","Effect":"Allow","Action":"es:*","Resource":"*"},
+            {"Sid":"NoRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted-index/*"}]}"#,
+    )
+    .unwrap();
+    hup_and_wait(&proxy, "configuration reloaded", 0).await;
+    assert_eq!(
+        restricted(proxy.addr).await,
+        403,
+        "the edited policy applies"
+    );
+    assert_eq!(get(proxy.addr, "/test-index/_search").await.status, 200);
+
+    std::fs::write(&policy, "{\"Statement\": [ {\"Effect\": \"Allow\",").unwrap();
+    hup_and_wait(&proxy, "reload rejected", 0).await;
+    let log = proxy.stderr();
+    let rejection = log.lines().find(|l| l.contains("reload rejected")).unwrap();
+    assert!(
+        rejection.contains("--policy") && rejection.contains(&policy.display().to_string()),
+        "{rejection}"
+    );
+    assert_eq!(
+        restricted(proxy.addr).await,
+        403,
+        "the previous policy still holds"
+    );
+    assert_eq!(get(proxy.addr, "/test-index/_search").await.status, 200);
+    assert_eq!(
+        up.request_count(),
+        3,
+        "only the allowed requests reached the endpoint"
+    );
+    assert!(proxy.terminate().await.success());
+}
+
+#[tokio::test]
+async fn pooled_connections_idle_past_pool_idle_timeout_are_closed() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--pool-idle-timeout", "300ms"]).await;
+    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    assert_eq!(up.connections_accepted(), 1);
+    // The upstream closes nothing itself; only the proxy's pool can close it. Bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle pooled connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(
+        up.connections_accepted(),
+        2,
+        "a new connection after the idle one was closed"
+    );
+
+    // Without the short timeout the connection stays pooled and is reused.
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(up.connections_accepted(), 1, "reused");
+}
+
+#[tokio::test]
+async fn sighup_with_a_malformed_bcrypt_hash_is_rejected_and_the_old_users_stay() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    std::fs::write(
+        &users,
+        format!("alice:{}\n", bcrypt::hash("wonderland", 4).unwrap()),
+    )
+    .unwrap();
+    let extra = format!("htpasswd = \"{}\"", users.display());
+    let (_dir, path) = write_config(&route(&up, "127.0.0.1:0", &extra));
+    let args: Vec<String> = vec!["--config".into(), path.display().to_string()];
+    let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+    use base64::Engine as _;
+    let alice = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:wonderland")
+    );
+    let as_alice = |addr| {
+        let alice = alice.clone();
+        async move {
+            send(addr, "GET", "/", &[("authorization", &alice)], Bytes::new())
+                .await
+                .status
+        }
+    };
+    assert_eq!(as_alice(proxy.addr).await, 200);
+    assert_eq!(get(proxy.addr, "/").await.status, 401);
+
+    // Truncated, cut inside the cost field, and non-ASCII where the cost stands: each used to
+    // panic the reload (and with it the process) while slicing the hash.
+    for (n, bad) in ["bob:$2y$", "bob:$2a$1", "bob:$2b$1é$x"].iter().enumerate() {
+        std::fs::write(
+            &users,
+            format!("# users\nalice:{}\n{bad}\n", bcrypt::hash("x", 4).unwrap()),
+        )
+        .unwrap();
+        hup_and_wait(&proxy, "reload rejected", n).await;
+        let log = proxy.stderr();
+        let rejection = log
+            .lines()
+            .filter(|l| l.contains("reload rejected"))
+            .nth(n)
+            .unwrap();
+        assert!(
+            rejection.contains(&users.display().to_string())
+                && rejection.contains("line 3")
+                && rejection.contains("malformed bcrypt"),
+            "{rejection}"
+        );
+        assert!(proxy.child.try_wait().unwrap().is_none(), "still running");
+        assert_eq!(as_alice(proxy.addr).await, 200, "the old users stay");
+    }
+    assert!(proxy.terminate().await.success());
+}
+
+#[test]
+fn a_malformed_bcrypt_hash_stops_the_binary_with_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&users, "bob:$2y$\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .args(["https://search-a.us-east-1.es.amazonaws.com", "--htpasswd"])
+        .arg(&users)
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: line 1", users.display()))
+            && stderr.contains("malformed bcrypt")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     let up = upstream().await;
     let proxy = TestProxy::start(&up, &creds(), &["--header-read-timeout", "1s"]).await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::support::docs;
 use crate::support::http::{get, send, Resp};
 use crate::support::{Creds, DirectConnection, TestProxy, TestUpstream};
 
@@ -495,4 +496,146 @@ fn an_open_listener_without_auth_refuses_to_start() {
         err.contains("without inbound authentication") && err.contains("--allow-unauthenticated"),
         "{err}"
     );
+}
+
+/// README "Policies": every `<!-- policy NAME -->` JSON block is loaded as a policy file, and
+/// every `<!-- request NAME STATUS -->` block (`METHOD PATH` and the body) is sent through a
+/// proxy with that policy; it gets STATUS, a 403 exactly the JSON block after it, a 200 reaches
+/// the endpoint signed.
+#[tokio::test]
+async fn the_readme_policy_examples_are_what_the_proxy_does() {
+    let readme = docs::read("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    // The block on the line after `at`.
+    let block_after = |at: usize| docs::block_at("README.md", &lines, at + 1);
+    let mut policies: Vec<(String, TempFile)> = Vec::new();
+    let mut requests = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(marker) = line
+            .trim()
+            .strip_prefix("<!-- ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let words: Vec<&str> = marker.split_whitespace().collect();
+        match words.as_slice() {
+            ["policy", name] => {
+                let (json, _) = block_after(i);
+                policies.push((
+                    name.to_string(),
+                    TempFile::new(&format!("{name}.json"), &json),
+                ));
+            }
+            ["request", name, status] => {
+                let (request, next) = block_after(i);
+                let status: u16 = status.parse().unwrap();
+                let expected = (status == 403).then(|| {
+                    let at = (next..lines.len())
+                        .find(|&j| !lines[j].trim().is_empty())
+                        .unwrap();
+                    block_after(at - 1).0
+                });
+                requests.push((i + 1, name.to_string(), request, status, expected));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(policies.len(), 2, "README shows two example policies");
+    assert!(requests.len() >= 6, "README shows the example requests");
+    let up = upstream().await;
+    for (name, file) in &policies {
+        let proxy = TestProxy::start(&up, &creds(), &["--policy", file.path()]).await;
+        for (line, _, request, status, expected) in requests.iter().filter(|r| &r.1 == name) {
+            let (head, body) = request.split_once('\n').unwrap_or((request, ""));
+            let (method, target) = head.split_once(' ').unwrap();
+            let body = if body.is_empty() {
+                String::new()
+            } else {
+                format!("{body}\n")
+            };
+            let seen = up.request_count();
+            let resp = send(
+                proxy.addr(),
+                method,
+                target,
+                &[("content-type", "application/x-ndjson")],
+                body,
+            )
+            .await;
+            assert_eq!(resp.status, *status, "README.md:{line}: {}", resp.text());
+            match expected {
+                Some(json) => {
+                    assert_eq!(resp.text(), json.trim(), "README.md:{line}");
+                    assert_eq!(
+                        up.request_count(),
+                        seen,
+                        "README.md:{line}: nothing forwarded"
+                    );
+                }
+                None => {
+                    assert_eq!(up.request_count(), seen + 1, "README.md:{line}");
+                    assert!(up.last_request().unwrap().verified());
+                }
+            }
+        }
+        proxy.stop().await;
+    }
+}
+
+/// Decisions are logged: an allowed request's access line names the statement and the
+/// resource, a denied one has its own line with the statement and resource, at the default
+/// log level of the binary.
+#[tokio::test]
+async fn policy_decisions_are_logged_with_statement_and_resource() {
+    let policy = TempFile::new(
+        "logged.json",
+        r#"{"Statement":[
+            {"Sid":"AllowAll","Effect":"Allow","Action":"es:*","Resource":"*"},
+            {"Sid":"DenyRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted-index/*"}
+        ]}"#,
+    );
+    let up = upstream().await;
+    let mut args = crate::support::proxy::upstream_args(&up);
+    args.extend(["--policy".to_string(), policy.path().to_string()]);
+    let env = vec![
+        (
+            "AWS_ACCESS_KEY_ID".to_string(),
+            "AKIAPOLICYTEST".to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "policy-secret".to_string(),
+        ),
+    ];
+    let mut proxy = crate::support::ProxyProcess::start(&args, &env).await;
+    assert_eq!(get(proxy.addr, "/test-index/_search").await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/restricted-index/_doc/7").await.status,
+        403
+    );
+    assert!(proxy.terminate().await.success());
+    let log = proxy.stderr();
+    let allowed = log
+        .lines()
+        .find(|l| l.contains("path=/test-index/_search"))
+        .unwrap_or_else(|| panic!("no access line for the allowed request:\n{log}"));
+    assert!(
+        allowed.contains("allow (AllowAll) on test-index/_search"),
+        "{allowed}"
+    );
+    let denied = log
+        .lines()
+        .find(|l| l.contains("denied:") && l.contains("sigv4_proxy::policy"))
+        .unwrap_or_else(|| panic!("no denial line:\n{log}"));
+    assert!(
+        denied.contains("statement=\"DenyRestricted\"")
+            && denied.contains("resource=restricted-index/_doc/7"),
+        "{denied}"
+    );
+    let access = log
+        .lines()
+        .find(|l| l.contains("path=/restricted-index/_doc/7") && l.contains("status=403"))
+        .unwrap_or_else(|| panic!("no access line for the denied request:\n{log}"));
+    assert!(access.contains("deny (DenyRestricted)"), "{access}");
 }

@@ -25,9 +25,30 @@ use crate::support::sigv4::{
     self, CanonicalOptions, Creds, ReceivedRequest, SigErrorKind, SigningParams, VerifyContext,
 };
 
-const SIGV4_CRATE: &str = "aws-sigv4-1.6.4";
+/// The `aws-sigv4` version this build uses, read from `Cargo.lock` (whichever version the lock
+/// file pins, its sources are in the registry after `cargo fetch` or any build).
+fn sigv4_crate() -> String {
+    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e})", lock_path.display()));
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"aws-sigv4\"" {
+            let version = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or_else(|| {
+                    panic!("{}: aws-sigv4 has no version line", lock_path.display())
+                });
+            return format!("aws-sigv4-{version}");
+        }
+    }
+    panic!("{}: no aws-sigv4 package", lock_path.display());
+}
 
 fn suite_dir() -> PathBuf {
+    let crate_dir = sigv4_crate();
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
@@ -35,14 +56,14 @@ fn suite_dir() -> PathBuf {
     let registry = cargo_home.join("registry").join("src");
     let entries = std::fs::read_dir(&registry).unwrap_or_else(|e| {
         panic!(
-            "cannot read {} ({e}); the aws-sigv4 crate source is needed for the SigV4 test vectors",
+            "cannot read {} ({e}); the {crate_dir} sources are needed for the SigV4 test vectors",
             registry.display()
         )
     });
     for entry in entries.flatten() {
         let dir = entry
             .path()
-            .join(SIGV4_CRATE)
+            .join(&crate_dir)
             .join("aws-signing-test-suite")
             .join("v4");
         if dir.is_dir() {
@@ -50,8 +71,8 @@ fn suite_dir() -> PathBuf {
         }
     }
     panic!(
-        "SigV4 test vectors not found: no {}/*/{SIGV4_CRATE}/aws-signing-test-suite/v4 \
-         (run `cargo fetch` so the aws-sigv4 sources are in the registry)",
+        "SigV4 test vectors not found: no {}/*/{crate_dir}/aws-signing-test-suite/v4 \
+         (the version Cargo.lock pins; run `cargo fetch` so its sources are in the registry)",
         registry.display()
     );
 }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod connect_proxy;
+pub mod docs;
 pub mod fake_opensearch;
 pub mod sigv4;
 pub mod tls;
@@ -19,7 +20,7 @@ pub use sigv4::{Creds, ReceivedRequest, SigError, SigErrorKind, SigningParams, V
 #[allow(unused_imports)]
 pub use tls::{Alpn, TestPki};
 #[allow(unused_imports)]
-pub use upstream::{IdleClose, Recorded, Reply, ReplyBody, TestUpstream};
+pub use upstream::{Gate, IdleClose, Recorded, Reply, ReplyBody, TestUpstream};
 pub mod http;
 pub mod proxy;
 pub mod sts;

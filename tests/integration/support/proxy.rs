@@ -140,6 +140,51 @@ impl Drop for TestProxy {
     }
 }
 
+/// The admin endpoints of an in-process proxy, on their own loopback port.
+pub struct TestAdmin {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestAdmin {
+    pub async fn start(proxy: &Arc<Proxy>) -> TestAdmin {
+        let listener = sigv4_proxy::admin::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind admin");
+        let addr = listener.local_addr().unwrap();
+        let routes = {
+            let proxy = proxy.clone();
+            Arc::new(move || vec![proxy.clone()]) as sigv4_proxy::admin::Routes
+        };
+        let task = tokio::spawn(sigv4_proxy::admin::serve(
+            listener,
+            routes,
+            proxy.metrics().clone(),
+        ));
+        TestAdmin { addr, task }
+    }
+
+    pub async fn get(&self, path: &str) -> super::http::Resp {
+        super::http::get(self.addr, path).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let resp = self.get("/metrics").await;
+        assert_eq!(resp.status, 200);
+        assert!(resp
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        resp.text()
+    }
+}
+
+impl Drop for TestAdmin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The real binary, started with a clean environment plus `env`; killed on drop.
 pub struct ProxyProcess {
     pub child: tokio::process::Child,
@@ -177,15 +222,26 @@ impl ProxyProcess {
     /// Runs the binary with `args` and `env` (on top of [`clean_env`]) and waits until it logs
     /// that it is ready, reading the bound address from that line.
     pub async fn start(args: &[String], env: &[(String, String)]) -> ProxyProcess {
-        Self::start_inner(args, env, false).await
+        Self::start_inner(args, env, false, true).await
     }
 
     /// Like [`ProxyProcess::start`] for `--log-format json`, where the ready line is JSON.
     pub async fn start_json(args: &[String], env: &[(String, String)]) -> ProxyProcess {
-        Self::start_inner(args, env, true).await
+        Self::start_inner(args, env, true, true).await
     }
 
-    async fn start_inner(args: &[String], env: &[(String, String)], json: bool) -> ProxyProcess {
+    /// Like [`ProxyProcess::start`] without `RUST_LOG`, so `-v`/`-vv` pick the log level as
+    /// they do for users (the harness otherwise sets `RUST_LOG=info`).
+    pub async fn start_without_rust_log(args: &[String], env: &[(String, String)]) -> ProxyProcess {
+        Self::start_inner(args, env, false, false).await
+    }
+
+    async fn start_inner(
+        args: &[String],
+        env: &[(String, String)],
+        json: bool,
+        rust_log: bool,
+    ) -> ProxyProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigv4-proxy"));
         cmd.args(args)
             .env_clear()
@@ -195,6 +251,9 @@ impl ProxyProcess {
             .kill_on_drop(true);
         for (k, v) in clean_env().iter().chain(env.iter()) {
             cmd.env(k, v);
+        }
+        if !rust_log {
+            cmd.env_remove("RUST_LOG");
         }
         let mut child = cmd.spawn().expect("spawn sigv4-proxy");
         let stderr = child.stderr.take().expect("stderr");

@@ -66,6 +66,37 @@ pub enum ReplyBody {
         len: u64,
         chunk: usize,
     },
+    /// `first`, then nothing until `gate` opens (or `wait` passes, which the gate records),
+    /// then `rest`: a client can only see `first` before the gate opens if the body streams.
+    Gated(Box<GatedParts>),
+}
+
+/// The parts of a [`ReplyBody::Gated`] body (boxed: `Reply` stays small).
+#[derive(Clone, Debug)]
+pub struct GatedParts {
+    pub first: Bytes,
+    pub rest: Bytes,
+    pub gate: Arc<Gate>,
+    pub wait: Duration,
+}
+
+/// The gate of a [`ReplyBody::Gated`] body.
+#[derive(Debug, Default)]
+pub struct Gate {
+    opened: tokio::sync::Notify,
+    timed_out: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    /// Lets the rest of the body go (also when called before the body waits).
+    pub fn open(&self) {
+        self.opened.notify_one();
+    }
+
+    /// True when the body gave up waiting and sent the rest without the gate opening.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::SeqCst)
+    }
 }
 
 /// Byte `i` of a [`ReplyBody::Generated`] body, so tests can check integrity.
@@ -128,6 +159,20 @@ impl Reply {
                 len,
                 chunk: DEFAULT_STREAM_CHUNK,
             },
+            ..Reply::status(200)
+        }
+        .header("content-type", "application/octet-stream")
+    }
+
+    /// 200 with `first`, then `rest` once `gate` opens (or after `wait`).
+    pub fn gated(first: Bytes, rest: Bytes, gate: Arc<Gate>, wait: Duration) -> Self {
+        Reply {
+            body: ReplyBody::Gated(Box::new(GatedParts {
+                first,
+                rest,
+                gate,
+                wait,
+            })),
             ..Reply::status(200)
         }
         .header("content-type", "application/octet-stream")
@@ -1133,6 +1178,33 @@ fn respond(shared: &Shared, reply: Reply, rid: &str) -> Response<RespBody> {
     let body: RespBody = match reply.body {
         ReplyBody::Bytes(b) => http_body_util::Full::new(b).boxed(),
         ReplyBody::Generated { len, chunk } => GeneratedBody::new(len, chunk).boxed(),
+        ReplyBody::Gated(parts) => {
+            let GatedParts {
+                first,
+                rest,
+                gate,
+                wait,
+            } = *parts;
+            let parts = futures_util::stream::unfold(Some(false), move |state| {
+                let (first, rest, gate) = (first.clone(), rest.clone(), gate.clone());
+                async move {
+                    let frame = match state? {
+                        false => (Frame::data(first), Some(true)),
+                        true => {
+                            if tokio::time::timeout(wait, gate.opened.notified())
+                                .await
+                                .is_err()
+                            {
+                                gate.timed_out.store(true, Ordering::SeqCst);
+                            }
+                            (Frame::data(rest), None)
+                        }
+                    };
+                    Some((Ok::<_, Infallible>(frame.0), frame.1))
+                }
+            });
+            http_body_util::StreamBody::new(parts).boxed()
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() =

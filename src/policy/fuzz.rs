@@ -1,0 +1,615 @@
+//! Fuzzing entry points over the policy grammar, path parsing, the body index extractors and
+//! full evaluation. Each takes arbitrary bytes and must never panic; [`evaluate`] also checks
+//! that nothing it allows names a denied index. Two drivers call them: the in-tree, seeded
+//! mutation fuzzer that runs in `cargo test` (`fuzz_tests.rs`), and the cargo-fuzz targets in
+//! `fuzz/` (libFuzzer). Not part of the proxy's API.
+
+use std::io::{BufRead, BufReader, Cursor};
+
+use http::Method;
+
+use super::{body_needed, touched_resources, Decision, Policy, RequestFacts};
+
+/// The fuzz targets, by name: the same names as the cargo-fuzz targets in `fuzz/`.
+pub const TARGETS: [&str; 4] = ["policy_document", "body_extractors", "path", "evaluate"];
+
+/// Runs the target called `name` (one of [`TARGETS`]) on `data`.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "policy_document" => policy_document(data),
+        "body_extractors" => body_extractors(data),
+        "path" => path(data),
+        "evaluate" => evaluate(data),
+        other => panic!("unknown fuzz target {other:?}"),
+    }
+}
+
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+];
+
+/// Everything allowed, but `restricted-index` (and below it) and every `secret-*` denied.
+pub const DENY_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Sid":"AllowAll","Effect":"Allow","Action":"es:*","Resource":"*"},
+  {"Sid":"DenyRestricted","Effect":"Deny","Action":"es:*","Resource":["restricted-index","restricted-index/*"]},
+  {"Sid":"DenySecret","Effect":"Deny","Action":["es:ESHttp*"],"Resource":"arn:aws:es:us-east-1:123456789012:domain/d/secret-*"}
+]}"#;
+
+/// Only `test-index` and `logs-*` (and the multi-index APIs at the root) allowed.
+pub const ALLOW_LIST_POLICY: &str = r#"{"Statement":{"Sid":"AllowSome","Effect":"Allow","Action":"es:ESHttp*",
+  "Resource":["test-index","test-index/*","logs-*","_bulk","_mget","_mtermvectors","_msearch","_msearch/template","_reindex","_aliases"]}}"#;
+
+/// The denied names of [`DENY_POLICY`], decided without the policy code.
+fn denied_by_deny_policy(name: &str) -> bool {
+    name == "restricted-index" || name.starts_with("secret-")
+}
+
+/// The allowed names of [`ALLOW_LIST_POLICY`], decided without the policy code.
+fn allowed_by_allow_list(name: &str) -> bool {
+    name == "test-index" || name.starts_with("logs-")
+}
+
+fn policies() -> &'static (Policy, Policy) {
+    static P: std::sync::OnceLock<(Policy, Policy)> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        (
+            Policy::from_json(DENY_POLICY).expect("DENY_POLICY parses"),
+            Policy::from_json(ALLOW_LIST_POLICY).expect("ALLOW_LIST_POLICY parses"),
+        )
+    })
+}
+
+/// Evaluates one request with its body in memory.
+pub fn decide(
+    policy: &Policy,
+    method: &Method,
+    raw_path: &str,
+    raw_query: Option<&str>,
+    principal: Option<&str>,
+    body: Option<&[u8]>,
+) -> Decision {
+    let facts = RequestFacts {
+        method,
+        raw_path,
+        raw_query,
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        principal,
+    };
+    let mut cursor = body.map(Cursor::new);
+    policy.evaluate(&facts, cursor.as_mut().map(|c| c as &mut dyn BufRead))
+}
+
+/// A Deny always renders its 403 body, an Allow never does.
+fn check_decision(d: &Decision) {
+    assert_eq!(d.is_allowed(), d.error_body().is_none(), "{d:?}");
+    let _ = d.reason();
+}
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+/// The policy document parser: any text either loads or is an error; a loaded policy decides
+/// a few requests without panicking.
+pub fn policy_document(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let policy = match Policy::from_json(text) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let _ = policy.uses_proxy_principals();
+    let bulk: &[u8] = b"{\"index\":{\"_index\":\"restricted-index\"}}\n{}\n";
+    for (method, path, body) in [
+        (&Method::GET, "/", None),
+        (&Method::GET, "/restricted-index/_search", None),
+        (&Method::DELETE, "/_all", None),
+        (&Method::POST, "/_bulk", Some(bulk)),
+        (&Method::OPTIONS, "/", None),
+    ] {
+        for principal in [None, Some("alice"), Some("token:3")] {
+            check_decision(&decide(&policy, method, path, None, principal, body));
+        }
+    }
+}
+
+/// The APIs [`body_extractors`] picks from with its first byte.
+const BODY_APIS: [(Method, &str); 16] = [
+    (Method::POST, "/_bulk"),
+    (Method::PUT, "/test-index/_bulk"),
+    (Method::GET, "/_mget"),
+    (Method::POST, "/test-index/_mget"),
+    (Method::POST, "/_mtermvectors"),
+    (Method::POST, "/_msearch"),
+    (Method::GET, "/test-index,logs-1/_msearch"),
+    (Method::POST, "/_msearch/template"),
+    (Method::POST, "/_reindex"),
+    (Method::POST, "/_aliases"),
+    (Method::PUT, "/_index_template/t"),
+    (Method::PUT, "/_template/t"),
+    (Method::PUT, "/_component_template/c"),
+    (Method::POST, "/_search"),
+    (Method::HEAD, "/_bulk"),
+    (Method::POST, "/%3Clogs-%7Bnow%2Fd%7D%3E/_bulk"),
+];
+
+/// The body index extractors (`_bulk`, `_mget`, `_msearch`, `_reindex`, `_aliases`, and
+/// template paths): the first byte picks the API, the rest is the body. Reading the body in
+/// one piece or a byte at a time must give the same answer.
+pub fn body_extractors(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let (method, path) = &BODY_APIS[usize::from(pick) % BODY_APIS.len()];
+    let whole = touched_resources(method, path, Some(&mut Cursor::new(body)));
+    let capacity = 1 + usize::from(pick >> 4) % 5;
+    let chunked = touched_resources(
+        method,
+        path,
+        Some(&mut BufReader::with_capacity(capacity, body)),
+    );
+    assert_eq!(
+        whole, chunked,
+        "{method} {path}: reading the body {capacity} byte(s) at a time changed the result"
+    );
+}
+
+/// Path parsing: any path either gives its resources or an error, and a path whose API keeps
+/// its indices in the body is never allowed without the body.
+pub fn path(data: &[u8]) {
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (deny, _) = policies();
+    for method in &METHODS {
+        let touched = touched_resources(method, raw, None);
+        let needed = body_needed(method, raw);
+        if needed {
+            assert!(
+                touched.is_err(),
+                "{method} {raw:?}: the body is needed, yet its resources were found without it"
+            );
+        }
+        for policy in [deny, &Policy::read_only()] {
+            let d = decide(policy, method, raw, None, None, None);
+            check_decision(&d);
+            if needed && policy.needs_body(method, raw) {
+                assert!(!d.is_allowed(), "{method} {raw:?} allowed without its body");
+            }
+        }
+    }
+}
+
+/// Full evaluation of `METHOD TARGET\nBODY` (the target as in a request line: path and
+/// query). Properties: never panics; nothing [`DENY_POLICY`] allows names a denied index, and
+/// nothing [`ALLOW_LIST_POLICY`] allows names an index outside its list, where "names" is
+/// what [`named_indices`] finds.
+pub fn evaluate(data: &[u8]) {
+    let (line, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return;
+    };
+    let Ok(method) = Method::from_bytes(&line[..sp]) else {
+        return;
+    };
+    // What hyper hands the proxy: an origin-form target split into path and query.
+    let Ok(target) = http::uri::PathAndQuery::try_from(&line[sp + 1..]) else {
+        return;
+    };
+    let (deny, allow_list) = policies();
+    let not_denied = |n: &str| !denied_by_deny_policy(n);
+    check_allowed_names(deny, &method, &target, body, &not_denied);
+    check_allowed_names(allow_list, &method, &target, body, &allowed_by_allow_list);
+}
+
+/// Panics when `policy` allows the request although it names an index that `ok` refuses.
+pub fn check_allowed_names(
+    policy: &Policy,
+    method: &Method,
+    target: &http::uri::PathAndQuery,
+    body: &[u8],
+    ok: &dyn Fn(&str) -> bool,
+) {
+    let (path, query) = (target.path(), target.query());
+    let d = decide(policy, method, path, query, None, Some(body));
+    check_decision(&d);
+    if !d.is_allowed() {
+        return;
+    }
+    if let Some(bad) = named_indices(method, path, query, body)
+        .into_iter()
+        .find(|n| !ok(n))
+    {
+        panic!(
+            "allowed, yet it names the index {bad:?}: {method} {target}\n{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The oracle: index names a request certainly names
+// ---------------------------------------------------------------------------
+
+/// The concrete index names a request certainly makes OpenSearch use, found by a simple scan
+/// that shares no code with the policy: the path's first segment, and the `_index` / `index`
+/// values at the places OpenSearch reads them from (the action lines of `_bulk`, the header
+/// lines of `_msearch`, `docs[]._index` of `_mget`, `source.index`/`dest.index` of
+/// `_reindex`, `actions[].*.index` of `_aliases`), read as OpenSearch does (a JSON-valued
+/// line; a duplicate key counts by its last value; a failed line ends the scan). A body given
+/// in the `source` query parameter counts where OpenSearch reads it (no body sent, APIs that
+/// take their body from `source`).
+///
+/// It under-approximates on purpose, so that a name it finds is one the request really names:
+/// wildcards, `_all`, exclusions (`-x`), `+x`, date math (`<…>`), remote (`cluster:index`)
+/// names are skipped, comma lists are split only where OpenSearch splits them, document
+/// lines and search bodies are never scanned, and bodies are scanned only for the methods
+/// OpenSearch accepts on that API.
+pub fn named_indices(method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let segments: Vec<Option<String>> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|d| d.into_owned())
+        })
+        .collect();
+    let Some(first) = segments.first() else {
+        return out;
+    };
+    let Some(first) = first else {
+        return out;
+    };
+    let api_start = if first.starts_with('_') {
+        0
+    } else {
+        first.split(',').for_each(|n| push_name(&mut out, n));
+        1
+    };
+    let api: Vec<&str> = segments[api_start..]
+        .iter()
+        .map(|s| s.as_deref().unwrap_or("\u{0}"))
+        .collect();
+    let m = method.as_str();
+    let (scan, takes_source_param): (Scan, bool) = match (m, &api[..]) {
+        ("POST" | "PUT", ["_bulk"]) => (scan_bulk, false),
+        ("GET" | "POST", ["_msearch"] | ["_msearch", "template"]) => (scan_msearch, true),
+        ("GET" | "POST", ["_mget"] | ["_mtermvectors"]) => (scan_mget, true),
+        ("POST", ["_reindex"]) => (scan_reindex, false),
+        ("POST", ["_aliases"]) => (scan_aliases, false),
+        _ => return out,
+    };
+    if takes_source_param && body.is_empty() {
+        // OpenSearch's `contentOrSourceParam`: without a body, `?source=` is the body.
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let source = params.iter().rev().find(|(k, _)| k == "source");
+        let typed = params.iter().any(|(k, _)| k == "source_content_type");
+        if let (Some((_, source)), true) = (source, typed) {
+            scan(source.as_bytes(), &mut out);
+        }
+        return out;
+    }
+    scan(body, &mut out);
+    out
+}
+
+/// Reads the index names of one API's body.
+type Scan = fn(&[u8], &mut Vec<String>);
+
+/// Keeps `name` when it is one concrete index name.
+fn push_name(out: &mut Vec<String>, name: &str) {
+    let special =
+        name.is_empty() || name.contains(['*', ':']) || name.starts_with(['-', '+', '<', '_']);
+    if !special {
+        out.push(name.to_string());
+    }
+}
+
+/// A JSON value that keeps every member of an object, duplicates included, in order.
+enum J {
+    Str(String),
+    Arr(Vec<J>),
+    Obj(Vec<(String, J)>),
+    Other,
+}
+
+impl J {
+    fn parse(text: &[u8]) -> Option<J> {
+        serde_json::from_slice(text).ok()
+    }
+
+    /// The last value of `key` (OpenSearch's parsers let a repeated key win).
+    fn get(&self, key: &str) -> Option<&J> {
+        match self {
+            J::Obj(members) => members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn first_member(&self) -> Option<(&str, &J)> {
+        match self {
+            J::Obj(members) => members.first().map(|(k, v)| (k.as_str(), v)),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            J::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for J {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<J, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = J;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<J, E> {
+                Ok(J::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<J, E> {
+                Ok(J::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<J, E> {
+                Ok(J::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<J, E> {
+                Ok(J::Other)
+            }
+            fn visit_unit<E>(self) -> Result<J, E> {
+                Ok(J::Other)
+            }
+            fn visit_str<E>(self, v: &str) -> Result<J, E> {
+                Ok(J::Str(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<J, A::Error> {
+                let mut items = Vec::new();
+                while let Some(v) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(J::Arr(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<J, A::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, J>()? {
+                    members.push((k, v));
+                }
+                Ok(J::Obj(members))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The lines of an NDJSON body, split at `\n` only (a last line without one counts).
+fn ndjson_lines(body: &[u8]) -> Vec<&[u8]> {
+    let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    if body.ends_with(b"\n") || body.is_empty() {
+        lines.pop();
+    }
+    lines
+}
+
+/// JSON's own whitespace, the only thing OpenSearch's parser skips on a line.
+fn json_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// `_bulk`: action lines `{"<op>":{"_index":…}}`; a blank action line is skipped; every action
+/// but `delete` is followed by one document line, whatever it holds.
+fn scan_bulk(body: &[u8], out: &mut Vec<String>) {
+    let mut lines = ndjson_lines(body).into_iter();
+    while let Some(line) = lines.next() {
+        if json_blank(line) {
+            continue;
+        }
+        let Some(action) = J::parse(line) else { return };
+        let Some((op, meta)) = action.first_member() else {
+            return;
+        };
+        if !matches!(op, "index" | "create" | "update" | "delete") {
+            return;
+        }
+        if let Some(index) = meta.get("_index").and_then(J::as_str) {
+            push_name(out, index);
+        }
+        if op != "delete" {
+            lines.next();
+        }
+    }
+}
+
+/// A string of comma-separated names, or an array of names (as OpenSearch's
+/// `nodeStringArrayValue` reads `index`).
+fn push_name_list(out: &mut Vec<String>, v: &J) {
+    match v {
+        J::Str(s) => s.split(',').for_each(|n| push_name(out, n)),
+        J::Arr(items) => items
+            .iter()
+            .filter_map(J::as_str)
+            .for_each(|n| push_name(out, n)),
+        _ => {}
+    }
+}
+
+/// `_msearch`: header line, search line, header line, …; only an empty first line is skipped.
+fn scan_msearch(body: &[u8], out: &mut Vec<String>) {
+    let mut lines = ndjson_lines(body).into_iter().peekable();
+    if lines.peek().is_some_and(|l| l.is_empty()) {
+        lines.next();
+    }
+    while let Some(header) = lines.next() {
+        if !json_blank(header) {
+            let Some(h) = J::parse(header) else { return };
+            for key in ["index", "indices"] {
+                if let Some(v) = h.get(key) {
+                    push_name_list(out, v);
+                }
+            }
+        }
+        lines.next();
+    }
+}
+
+/// `_mget`, `_mtermvectors`: `docs[]._index`.
+fn scan_mget(body: &[u8], out: &mut Vec<String>) {
+    let Some(b) = J::parse(body) else { return };
+    let Some(J::Arr(docs)) = b.get("docs") else {
+        return;
+    };
+    for doc in docs {
+        if let Some(index) = doc.get("_index").and_then(J::as_str) {
+            push_name(out, index);
+        }
+    }
+}
+
+/// `_reindex`: `source.index` (a list; not when it reads a remote cluster) and `dest.index`.
+fn scan_reindex(body: &[u8], out: &mut Vec<String>) {
+    let Some(b) = J::parse(body) else { return };
+    if let Some(source) = b.get("source") {
+        if source.get("remote").is_none() {
+            if let Some(v) = source.get("index") {
+                push_name_list(out, v);
+            }
+        }
+    }
+    if let Some(dest) = b
+        .get("dest")
+        .and_then(|d| d.get("index"))
+        .and_then(J::as_str)
+    {
+        push_name(out, dest);
+    }
+}
+
+/// `_aliases`: `actions[].{add,remove,remove_index}.index` / `.indices`, each one name.
+fn scan_aliases(body: &[u8], out: &mut Vec<String>) {
+    let Some(b) = J::parse(body) else { return };
+    let Some(J::Arr(actions)) = b.get("actions") else {
+        return;
+    };
+    for action in actions {
+        let Some((_, spec)) = action.first_member() else {
+            continue;
+        };
+        for key in ["index", "indices"] {
+            match spec.get(key) {
+                Some(J::Str(s)) => push_name(out, s),
+                Some(J::Arr(items)) => items
+                    .iter()
+                    .filter_map(J::as_str)
+                    .for_each(|n| push_name(out, n)),
+                _ => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seeds
+// ---------------------------------------------------------------------------
+
+/// Valid inputs each target starts from (the in-tree fuzzer's corpus; also written out as a
+/// libFuzzer corpus, see README "Fuzzing").
+pub fn seeds(name: &str) -> Vec<Vec<u8>> {
+    let texts: Vec<String> = match name {
+        "policy_document" => vec![
+            DENY_POLICY.into(),
+            ALLOW_LIST_POLICY.into(),
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::123456789012:user/test-user"]},"Action":["es:ESHttp*"],"Resource":["arn:aws:es:us-west-1:987654321098:domain/my-domain/test-index/*","arn:aws:es:us-west-1:987654321098:domain/my-domain/_bulk"]}]}"#.into(),
+            r#"{"Statement":[{"Sid":"Ip","Effect":"Allow","Action":"es:ESHttpGet","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["127.0.0.0/8","::1/128"]},"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#.into(),
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Proxy":["alice","token:*"]},"NotAction":"es:ESHttpDelete","NotResource":["secret-*","restricted-index/*"]},{"Effect":"Deny","Principal":"*","Action":"es:ESHttpPut","Resource":"logs-?/_doc/*"}]}"#.into(),
+        ],
+        "body_extractors" => {
+            let bodies: [(u8, &str); 12] = [
+                (0, "{\"index\":{\"_index\":\"test-index\",\"_id\":\"1\"}}\n{\"title\":\"ok\"}\n{\"delete\":{\"_index\":\"logs-1\",\"_id\":2}}\n{\"create\":{\"_index\":\"a,b\"}}\n{}\n{\"update\":{\"_id\":\"3\",\"_index\":\"x\"}}\n{\"doc\":{\"_index\":\"restricted-index\"}}\n"),
+                (1, "\n{\"index\":{}}\r\n{\"f\":1}\r\n\n{\"delete\":{\"_id\":\"9\"}}\n"),
+                (2, "{\"docs\":[{\"_index\":\"test-index\",\"_id\":\"1\"},{\"_index\":\"logs-*\",\"_id\":[1]},{\"_id\":\"x\"}]}"),
+                (3, "{\"ids\":[\"1\",\"2\"],\"docs\":[{\"_id\":\"3\"}]}"),
+                (4, "{\"docs\":[{\"_index\":\"test-index\",\"_id\":\"1\",\"fields\":[\"f\"]}]}"),
+                (5, "{\"index\":\"test-index\"}\n{\"query\":{\"match_all\":{}}}\n{\"indices\":[\"logs-1\",\"-x\"]}\n{\"query\":{\"term\":{\"_index\":\"restricted-index\"}}}\n{}\n{}\n"),
+                (6, "\n{}\n{\"size\":0}\n{\"index\":\"<logs-{now/d}>,%2C\"}\n{}\n"),
+                (7, "{\"index\":\"test-index\"}\n{\"id\":\"tpl\",\"params\":{\"index\":\"x\"}}\n"),
+                (8, "{\"source\":{\"index\":[\"test-index\",\"logs-1\"],\"query\":{\"term\":{\"_index\":\"y\"}}},\"dest\":{\"index\":\"logs-2\"},\"script\":{\"source\":\"ctx._index='z'\"}}"),
+                (9, "{\"actions\":[{\"add\":{\"index\":\"test-index\",\"alias\":\"a\"}},{\"remove\":{\"indices\":[\"logs-1\"],\"aliases\":\"b\"}},{\"remove_index\":{\"index\":\"old\"}}]}"),
+                (10, "{\"index_patterns\":[\"restricted-*\"],\"template\":{\"aliases\":{\"public\":{}}}}"),
+                (15, "{\"index\":{\"_id\":\"1\"}}\n{}\n"),
+            ];
+            return bodies
+                .iter()
+                .map(|(pick, body)| {
+                    let mut v = vec![*pick];
+                    v.extend_from_slice(body.as_bytes());
+                    v
+                })
+                .collect();
+        }
+        "path" => [
+            "/",
+            "/test-index/_doc/1",
+            "/restricted-index,test-index/_search",
+            "/_all/_search",
+            "/%3Clogs-%7Bnow%2Fd%7D%3E/_search",
+            "/%72estricted-index/_doc/a%2Fb",
+            "/-restricted-index,logs-*/_count",
+            "/_bulk",
+            "/test-index/_msearch/template",
+            "/_plugins/_sql",
+            "/_snapshot/repo/snap/_restore",
+            "/_cat/indices?v",
+            "//test-index//_mget",
+            "/a/../b",
+            "/_index_template/t",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        "evaluate" => vec![
+            "POST /_bulk\n{\"index\":{\"_index\":\"test-index\",\"_id\":\"1\"}}\n{\"title\":\"ok\"}\n{\"delete\":{\"_index\":\"logs-1\",\"_id\":\"2\"}}\n".into(),
+            "POST /_bulk\n{\"index\":{\"_index\":\"restricted-index\",\"_id\":\"2\"}}\n{\"title\":\"nope\"}\n".into(),
+            "PUT /test-index/_bulk?refresh=true\n{\"create\":{}}\n{\"_index\":\"restricted-index\"}\n{\"update\":{\"_id\":\"1\"}}\n{\"doc\":{}}\n".into(),
+            "GET /_mget\n{\"docs\":[{\"_index\":\"test-index\",\"_id\":\"1\"},{\"_index\":\"logs-1\",\"_id\":\"2\"}]}".into(),
+            "POST /test-index/_mget\n{\"ids\":[\"1\"]}".into(),
+            "GET /_mget?source=%7B%22docs%22%3A%5B%7B%22_index%22%3A%22test-index%22%2C%22_id%22%3A%221%22%7D%5D%7D&source_content_type=application%2Fjson\n".into(),
+            "GET /_msearch?source={\"index\":\"test-index\"}%0A{}%0A&source_content_type=application/x-ndjson\n".into(),
+            "POST /_msearch\n{\"index\":\"test-index\"}\n{\"query\":{\"term\":{\"_index\":\"restricted-index\"}}}\n{\"indices\":[\"logs-1\"]}\n{}\n".into(),
+            "POST /test-index/_msearch/template\n{}\n{\"id\":\"t\"}\n".into(),
+            "POST /_reindex\n{\"source\":{\"index\":\"test-index\"},\"dest\":{\"index\":\"logs-new\"}}".into(),
+            "POST /_reindex\n{\"source\":{\"index\":\"restricted-index\",\"remote\":{\"host\":\"https://other:9200\"}},\"dest\":{\"index\":\"logs-copy\"}}".into(),
+            "POST /_aliases\n{\"actions\":[{\"add\":{\"index\":\"test-index\",\"alias\":\"logs-alias\"}},{\"remove_index\":{\"index\":\"logs-old\"}}]}".into(),
+            "PUT /_index_template/t\n{\"index_patterns\":[\"restricted-*\"]}".into(),
+            "GET /_all/_search\n".into(),
+            "DELETE /restricted-index\n".into(),
+            "GET /test-index,logs-1/_search?q=x\n".into(),
+            "GET /%3Clogs-%7Bnow%2Fd%7D%3E/_search\n".into(),
+            "HEAD /test-index\n".into(),
+            "GET /secret-stuff/_doc/1\n".into(),
+        ],
+        other => panic!("unknown fuzz target {other:?}"),
+    };
+    texts.into_iter().map(String::into_bytes).collect()
+}
