@@ -868,7 +868,7 @@ async fn assert_secrets_stay_out_of_vv_logs(
         secrets.push(signature);
     }
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_no_secrets(&proxy, &refs);
+    assert_no_secrets(&proxy, &refs).await;
 }
 
 #[tokio::test]
