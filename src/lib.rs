@@ -76,7 +76,7 @@ pub async fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc
         .region
         .clone()
         .or_else(|| sdk.region().map(|r| r.to_string()))
-        .with_context(|| crate::config::no_region_message(config.profile.as_deref()))?;
+        .ok_or_else(|| config::ConfigError(config::no_region_message(config.profile.as_deref())))?;
     let mut provider = sdk
         .credentials_provider()
         .context("the AWS configuration has no credentials provider")?;

@@ -76,7 +76,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sigv4-proxy: {err:#}");
-            ExitCode::FAILURE
+            // A configuration only the AWS side could complete (the region) is still a
+            // configuration error.
+            if err.is::<sigv4_proxy::config::ConfigError>() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

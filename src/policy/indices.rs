@@ -265,6 +265,10 @@ pub fn body_needed(method: &http::Method, raw_path: &str) -> bool {
     parse_path(raw_path).is_ok_and(|p| body_api(&p.api).is_some())
 }
 
+/// The most bytes of resource text a path may make its index items stand for (each item joined
+/// with the rest of the path).
+const MAX_PATH_TARGETS: usize = 1 << 20;
+
 /// Calls `f` with every resource the request touches, path first, then the
 /// body's.  Stops early (returning `Ok(Some(b))`) when `f` returns `Some`.
 pub(crate) fn for_each_resource<B>(
@@ -277,6 +281,15 @@ pub(crate) fn for_each_resource<B>(
     let rest = path.api.join("/");
     let mut emit_path = |t: Target, origin: Origin| f(Touched { target: t, origin });
     match &path.index {
+        Some(items) if items.len().saturating_mul(rest.len() + 1) > MAX_PATH_TARGETS => {
+            // Each index item is checked with the rest of the path: thousands of items before
+            // a long rest would cost seconds of CPU. No real request comes near this.
+            return Err(ExtractError(format!(
+                "{} indices in the path, each followed by {} bytes: too many to check",
+                items.len(),
+                rest.len()
+            )));
+        }
         Some(items) => {
             for item in items {
                 let t = if rest.is_empty() {

@@ -408,6 +408,42 @@ mod tests {
         policy.evaluate(&facts, cursor.as_mut().map(|c| c as &mut dyn BufRead))
     }
 
+    #[test]
+    fn paths_too_costly_to_check_are_denied_and_real_index_lists_are_not() {
+        let policy = Policy::from_json(
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":"es:*","Resource":"*"},
+                {"Sid":"NoRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted-index/*"}]}"#,
+        )
+        .unwrap();
+        // 16000 index items, each followed by a 32 KB rest: 500 MB of resources to check.
+        let costly = format!(
+            "/{}/{}",
+            vec!["a"; 16_000].join(","),
+            vec!["x"; 16_000].join("/")
+        );
+        match decide(&policy, Method::GET, &costly, None) {
+            Decision::Deny { reason, .. } => {
+                assert!(reason.contains("too many to check"), "{reason}")
+            }
+            d => panic!("{d:?}"),
+        }
+        // A thousand daily indices in one search, as Dashboards may send, is checked as usual.
+        let days: Vec<String> = (0..1000)
+            .map(|d| format!("logs-2026.{:02}.{:02}", d % 12 + 1, d % 28 + 1))
+            .collect();
+        let search = format!("/{}/_search", days.join(","));
+        assert!(matches!(
+            decide(&policy, Method::GET, &search, None),
+            Decision::Allow { .. }
+        ));
+        let with_restricted = format!("/{},restricted-index/_search", days.join(","));
+        assert!(matches!(
+            decide(&policy, Method::GET, &with_restricted, None),
+            Decision::Deny { statement: Some(s), .. } if s.contains("NoRestricted")
+        ));
+    }
+
     /// Access-control guide, example 1: allow `es:ESHttp*` on `test-index/*` and `_bulk`.
     const GUIDE_BULK: &str = r#"{
       "Version": "2012-10-17",

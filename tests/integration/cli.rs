@@ -338,7 +338,7 @@ fn a_custom_host_with_no_region_anywhere_says_where_to_put_one() {
             ("HOME", "/nonexistent"),
         ],
     );
-    assert!(code.is_some_and(|c| c != 0), "{stderr}");
+    assert_eq!(code, Some(64), "a configuration error: {stderr}");
     assert!(
         stderr.contains("no region")
             && stderr.contains("--region")
