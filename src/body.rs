@@ -60,7 +60,7 @@ pub struct SpooledBody {
 enum Storage {
     /// The pieces as they arrived (no copy), small ones gathered.
     Memory(Arc<[Bytes]>),
-    File(Arc<std::fs::File>),
+    File(Arc<SpillFile>),
 }
 
 impl SpooledBody {
@@ -86,9 +86,8 @@ impl SpooledBody {
     /// Reads a whole body, enforcing the limits. A declared length over the limit is refused
     /// before anything is read; an undeclared one as soon as it passes the limit.
     ///
-    /// Below the spill threshold the body is hashed here, as it arrives. Past it, the pieces go
-    /// to a writer thread that hashes them and writes them to the temporary file while the next
-    /// ones are read from the client, so receiving, hashing and writing overlap.
+    /// The body is hashed as it arrives. Past the spill threshold, the pieces go to a writer
+    /// thread that writes them to the temporary file while the next ones are read and hashed.
     pub async fn read<B>(
         body: B,
         declared_len: Option<u64>,
@@ -250,35 +249,37 @@ impl InMemory {
     }
 }
 
-/// A body on its way to the spill file: pieces gathered into [`FILE_CHUNK`]s and handed to a
-/// writer thread, which hashes and writes them in order.
+/// A body on its way to the spill file: hashed here as it arrives (while the bytes are still in
+/// the cache), gathered into [`FILE_CHUNK`]s and handed to a writer thread, which writes them in
+/// order while the next pieces are read.
 struct Spill {
+    hasher: ring::digest::Context,
     chunk: BytesMut,
     to_writer: tokio::sync::mpsc::Sender<Bytes>,
-    writer: JoinHandle<std::io::Result<(std::fs::File, ring::digest::Digest)>>,
+    writer: JoinHandle<std::io::Result<std::fs::File>>,
 }
 
 impl Spill {
-    /// Creates the file and starts its writer: it writes `hashed` (the body so far, which
-    /// `hasher` has seen), then hashes and writes every chunk sent to it.
+    /// Creates the file and starts its writer with `written`, the body so far (which `hasher`
+    /// has seen).
     async fn start(
-        mut hasher: ring::digest::Context,
-        hashed: Vec<Bytes>,
+        hasher: ring::digest::Context,
+        written: Vec<Bytes>,
     ) -> Result<Spill, ProxyError> {
         let mut file = spawn_io(tempfile::tempfile).await?;
         let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
         let writer = tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            for piece in hashed {
+            for piece in written {
                 file.write_all(&piece)?;
             }
             while let Some(chunk) = chunks.blocking_recv() {
-                hasher.update(&chunk);
                 file.write_all(&chunk)?;
             }
-            Ok((file, hasher.finish()))
+            Ok(file)
         });
         Ok(Spill {
+            hasher,
             chunk: BytesMut::with_capacity(FILE_CHUNK),
             to_writer,
             writer,
@@ -286,6 +287,7 @@ impl Spill {
     }
 
     async fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
+        self.hasher.update(&data);
         if self.chunk.is_empty() && data.len() >= FILE_CHUNK {
             return self.send(data).await;
         }
@@ -313,16 +315,38 @@ impl Spill {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<(Arc<std::fs::File>, ring::digest::Digest), ProxyError> {
+    async fn finish(mut self) -> Result<(Arc<SpillFile>, ring::digest::Digest), ProxyError> {
         let rest = self.chunk.split().freeze();
         self.send(rest).await?;
         drop(self.to_writer);
         match self.writer.await {
-            Ok(Ok((file, digest))) => Ok((Arc::new(file), digest)),
+            Ok(Ok(file)) => Ok((Arc::new(SpillFile(Some(file))), self.hasher.finish())),
             Ok(Err(e)) => Err(spill_error(e)),
             Err(e) => Err(ProxyError::Internal(format!(
                 "temporary file task failed: {e}"
             ))),
+        }
+    }
+}
+
+/// The spill file. Closing the last handle makes the kernel free the file's pages (8192 of them
+/// for a 32 MiB body, milliseconds of work), so the last drop on a worker hands the closing to a
+/// blocking thread instead of holding up the worker's other connections.
+#[derive(Debug)]
+pub struct SpillFile(Option<std::fs::File>);
+
+impl std::ops::Deref for SpillFile {
+    type Target = std::fs::File;
+
+    fn deref(&self) -> &std::fs::File {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        if let (Some(file), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn_blocking(move || drop(file));
         }
     }
 }
@@ -378,7 +402,7 @@ impl BufRead for Pieces {
 /// Reads a shared file at its own offset, so several readers (a retry, the policy) never disturb
 /// each other.
 struct PositionedReader {
-    file: Arc<std::fs::File>,
+    file: Arc<SpillFile>,
     offset: u64,
 }
 
@@ -404,7 +428,7 @@ enum Source {
         next: usize,
     },
     File {
-        file: Arc<std::fs::File>,
+        file: Arc<SpillFile>,
         len: u64,
         /// Started by the first poll, so a body that is never sent reads nothing.
         chunks: Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>,
@@ -426,7 +450,7 @@ impl OutboundBody {
 /// Reads `file` in [`FILE_CHUNK`]s into a channel, [`READ_AHEAD`] deep, until it has read `len`
 /// bytes or the receiver is gone.
 fn read_ahead(
-    file: Arc<std::fs::File>,
+    file: Arc<SpillFile>,
     len: u64,
 ) -> tokio::sync::mpsc::Receiver<std::io::Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
