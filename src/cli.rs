@@ -38,7 +38,9 @@ Environment:
   AWS default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE and
   ~/.aws/config, AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), AWS_CONTAINER_CREDENTIALS_* (ECS, EKS
   Pod Identity), EC2 instance metadata. HTTPS_PROXY and NO_PROXY send the upstream connection
-  through an HTTP CONNECT proxy. RUST_LOG overrides the log filter.
+  through an HTTP CONNECT proxy. RUST_LOG overrides the log filter. TOKIO_WORKER_THREADS sets
+  how many worker threads serve connections (default: one per CPU the process may use);
+  MALLOC_ARENA_MAX, when set, replaces the proxy's own limit of two glibc malloc arenas.
 
 Signals:
   SIGTERM, SIGINT  stop accepting; in-flight requests finish within --drain-timeout

@@ -9,19 +9,22 @@
 //! A request flows through the modules in this order:
 //!
 //! - [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, inbound TLS, graceful shutdown.
+//! - [`workers`]: a thread per CPU with its own runtime; each connection lives on one of them.
 //! - [`proxy`]: the per-request pipeline, top to bottom, and the access log.
 //! - [`auth`]: inbound authentication (htpasswd bcrypt users, bearer tokens).
 //! - [`policy`]: the local IAM-style access policy, with indices read from paths and bodies.
 //! - [`body`]: request bodies hashed while read, spilled to a temp file when large.
 //! - [`credentials`]: the AWS default chain behind a refresh-ahead, single-flight cache.
-//! - [`signing`]: aws-sigv4 glue and the RFC 3986 query form that keeps wire and signature equal.
+//! - [`signing`]: SigV4 with a cached signing key, and the RFC 3986 query form that keeps wire
+//!   and signature equal.
 //! - [`headers`]: hop-by-hop removal, `Host`, `Location` and `Set-Cookie` rewriting.
 //! - [`upstream`]: the pooled rustls client and `--connect-to`.
 //! - [`error`]: the one error type, rendered as OpenSearch-style JSON.
 //!
 //! Around them: [`cli`] (flags), [`config_file`] (`--config` TOML and `[[route]]`s),
 //! [`config`] (validated configuration), [`listeners`] (one listener per address, SIGHUP
-//! reload), [`endpoint`] (URL → service and region), [`signals`] (SIGTERM/SIGINT/SIGHUP).
+//! reload), [`endpoint`] (URL → service and region), [`signals`] (SIGTERM/SIGINT/SIGHUP),
+//! [`logging`] (stderr through a batching writer thread).
 //!
 //! Operations: [`metrics`] (what the proxy counts), [`admin`] (`--admin-listen`: `/healthz`,
 //! `/readyz`, `/metrics`), [`check`] (`sigv4-proxy check`: step-by-step diagnosis), [`health`]

@@ -350,7 +350,9 @@ async fn sighup_reloads_an_edited_policy_file_and_keeps_the_old_policy_when_it_i
 async fn pooled_connections_idle_past_pool_idle_timeout_are_closed() {
     let up = upstream().await;
     let proxy = TestProxy::start(&up, &creds(), &["--pool-idle-timeout", "300ms"]).await;
-    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    // One client connection: one worker, one upstream pool.
+    let mut client = crate::support::http::KeepAlive::connect(proxy.addr()).await;
+    assert_eq!(client.get("/one").await.status, 200);
     assert_eq!(up.connections_accepted(), 1);
     // The upstream closes nothing itself; only the proxy's pool can close it. Bounded wait.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -361,7 +363,7 @@ async fn pooled_connections_idle_past_pool_idle_timeout_are_closed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(client.get("/two").await.status, 200);
     assert_eq!(
         up.connections_accepted(),
         2,
@@ -371,9 +373,10 @@ async fn pooled_connections_idle_past_pool_idle_timeout_are_closed() {
     // Without the short timeout the connection stays pooled and is reused.
     let up = upstream().await;
     let proxy = TestProxy::start(&up, &creds(), &[]).await;
-    assert_eq!(get(proxy.addr(), "/one").await.status, 200);
+    let mut client = crate::support::http::KeepAlive::connect(proxy.addr()).await;
+    assert_eq!(client.get("/one").await.status, 200);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(get(proxy.addr(), "/two").await.status, 200);
+    assert_eq!(client.get("/two").await.status, 200);
     assert_eq!(up.connections_accepted(), 1, "reused");
 }
 
