@@ -3,7 +3,7 @@
 //!
 //! [`Metrics`] is shared through an `Arc`; the proxy updates it at four places: when a request
 //! starts and when its response body ends ([`RequestMetrics`]), when the endpoint answers
-//! ([`Metrics::upstream_answered`]), when a body spills or a request is retried. Credential
+//! ([`RouteMetrics::upstream_answered`]), when a body spills or a request is retried. Credential
 //! fetches are counted by wrapping the provider ([`Metrics::count_credentials`]); open upstream
 //! connections by the connector (`upstream.rs`), which holds a clone of a gauge.
 //!
@@ -13,7 +13,7 @@
 //! `origin="endpoint"` is AWS).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
@@ -240,30 +240,16 @@ impl Metrics {
         out
     }
 
-    /// Counts a request as in flight until the returned value is dropped, and records its
-    /// outcome through [`RequestMetrics::finish`].
-    pub fn request_started(self: &Arc<Self>, route: &str) -> RequestMetrics {
-        self.in_flight.inc();
-        RequestMetrics {
+    /// One route's handle, through which its requests are counted.
+    pub fn route(self: &Arc<Self>, route: &str) -> Arc<RouteMetrics> {
+        Arc::new(RouteMetrics {
             metrics: self.clone(),
             route: route.to_string(),
-            origin: Origin::Endpoint,
-        }
-    }
-
-    /// The endpoint answered (any status) after `latency`.
-    pub fn upstream_answered(&self, route: &str, latency: Duration) {
-        self.upstream_latency
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-            })
-            .observe(latency.as_secs_f64());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_answer_ms
-            .store(now.as_millis() as u64, Ordering::Relaxed);
-        self.last_upstream_answer.set(now.as_secs() as i64);
+            request_bytes: OnceLock::new(),
+            response_bytes: OnceLock::new(),
+            upstream_latency: OnceLock::new(),
+            requests: std::array::from_fn(|_| OnceLock::new()),
+        })
     }
 
     /// How long ago the endpoint last answered; `None` if it never did.
@@ -312,10 +298,61 @@ impl Metrics {
     }
 }
 
-/// One request's share of the metrics: in flight until dropped.
-pub struct RequestMetrics {
+/// One route's metrics. Each series is looked up in its family once, on first use, and kept:
+/// counting a request touches no label strings, maps or locks.
+pub struct RouteMetrics {
     metrics: Arc<Metrics>,
     route: String,
+    request_bytes: OnceLock<Counter>,
+    response_bytes: OnceLock<Counter>,
+    upstream_latency: OnceLock<Histogram>,
+    /// By method label, status class (the hundreds digit) and origin.
+    requests: [OnceLock<Counter>; METHOD_LABELS.len() * 10 * 2],
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// Counts a request as in flight until the returned value is dropped, and records its
+    /// outcome through [`RequestMetrics::finish`].
+    pub fn request_started(self: &Arc<Self>) -> RequestMetrics {
+        self.metrics.in_flight.inc();
+        RequestMetrics {
+            route: self.clone(),
+            origin: Origin::Endpoint,
+        }
+    }
+
+    /// The endpoint answered (any status) after `latency`.
+    pub fn upstream_answered(&self, latency: Duration) {
+        let m = &self.metrics;
+        self.upstream_latency
+            .get_or_init(|| m.upstream_latency.get_or_create(&self.labels()).clone())
+            .observe(latency.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        m.last_answer_ms
+            .store(now.as_millis() as u64, Ordering::Relaxed);
+        m.last_upstream_answer.set(now.as_secs() as i64);
+    }
+
+    fn labels(&self) -> RouteLabels {
+        RouteLabels {
+            route: self.route.clone(),
+        }
+    }
+}
+
+/// One request's share of the metrics: in flight until dropped.
+pub struct RequestMetrics {
+    route: Arc<RouteMetrics>,
     origin: Origin,
 }
 
@@ -327,40 +364,53 @@ impl RequestMetrics {
 
     /// Records the request once its response has been sent (or the client went away).
     pub fn finish(&self, method: &Method, status: StatusCode, bytes_in: u64, bytes_out: u64) {
-        let m = &self.metrics;
-        m.requests
-            .get_or_create(&RequestLabels {
-                route: self.route.clone(),
-                method: method_label(method).to_string(),
-                status_class: format!("{}xx", status.as_u16() / 100),
-                origin: self.origin,
+        let r = &self.route;
+        let m = &r.metrics;
+        let method = method_index(method);
+        let class = usize::from(status.as_u16() / 100).min(9);
+        let origin = matches!(self.origin, Origin::Proxy) as usize;
+        r.requests[(method * 10 + class) * 2 + origin]
+            .get_or_init(|| {
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        route: r.route.clone(),
+                        method: METHOD_LABELS[method].to_string(),
+                        status_class: format!("{class}xx"),
+                        origin: self.origin,
+                    })
+                    .clone()
             })
             .inc();
-        let route = RouteLabels {
-            route: self.route.clone(),
-        };
-        m.request_bytes.get_or_create(&route).inc_by(bytes_in);
-        m.response_bytes.get_or_create(&route).inc_by(bytes_out);
+        r.request_bytes
+            .get_or_init(|| m.request_bytes.get_or_create(&r.labels()).clone())
+            .inc_by(bytes_in);
+        r.response_bytes
+            .get_or_init(|| m.response_bytes.get_or_create(&r.labels()).clone())
+            .inc_by(bytes_out);
     }
 }
 
 impl Drop for RequestMetrics {
     fn drop(&mut self) {
-        self.metrics.in_flight.dec();
+        self.route.metrics.in_flight.dec();
     }
 }
 
 /// Standard methods by name; anything else is `other`, so a client cannot grow the label set.
-fn method_label(method: &Method) -> &'static str {
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
@@ -403,12 +453,13 @@ mod tests {
     #[test]
     fn requests_are_counted_by_class_and_origin_and_in_flight_returns_to_zero() {
         let m = Arc::new(Metrics::new());
+        let logs = m.route("logs");
         {
-            let r = m.request_started("logs");
+            let r = logs.request_started();
             assert!(m.encode().contains("sigv4_proxy_requests_in_flight 1\n"));
             r.finish(&Method::GET, StatusCode::OK, 0, 120);
         }
-        let mut r = m.request_started("logs");
+        let mut r = logs.request_started();
         r.answered_by_proxy();
         r.finish(
             &Method::from_bytes(b"BREW").unwrap(),
@@ -441,9 +492,9 @@ mod tests {
 
     #[test]
     fn upstream_answers_feed_the_histogram_and_readiness() {
-        let m = Metrics::new();
+        let m = Arc::new(Metrics::new());
         assert_eq!(m.since_upstream_answered(), None);
-        m.upstream_answered("logs", Duration::from_millis(30));
+        m.route("logs").upstream_answered(Duration::from_millis(30));
         assert!(m.since_upstream_answered().unwrap() < Duration::from_secs(5));
         let text = m.encode();
         assert!(

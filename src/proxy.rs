@@ -24,7 +24,7 @@ use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
-use crate::metrics::{Metrics, RequestMetrics, Retry};
+use crate::metrics::{Metrics, RequestMetrics, Retry, RouteMetrics};
 use crate::policy::{Decision, Policy, RequestFacts};
 use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
@@ -56,6 +56,8 @@ pub struct Proxy {
     path_prefix: String,
     request_timeout: Option<Duration>,
     metrics: Arc<Metrics>,
+    /// This route's share of `metrics`.
+    route_metrics: Arc<RouteMetrics>,
     /// The `route` label of this proxy's metrics.
     route: String,
 }
@@ -91,6 +93,7 @@ impl Proxy {
         upstream.open_connections = Some(metrics.upstream_connections());
         let client = build_client(&upstream)
             .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
+        let route = format!("{}{}", config.endpoint.host, config.path_prefix);
         let wire_host = match config.endpoint.port {
             443 if config.endpoint.host.contains(':') => format!("[{}]", config.endpoint.host),
             443 => config.endpoint.host.clone(),
@@ -116,8 +119,9 @@ impl Proxy {
             auth: config.auth.clone(),
             path_prefix: config.path_prefix.clone(),
             request_timeout: config.request_timeout,
+            route_metrics: metrics.route(&route),
             metrics,
-            route: format!("{}{}", config.endpoint.host, config.path_prefix),
+            route,
         })
     }
 
@@ -173,7 +177,7 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut notes = Notes::default();
-        let mut request_metrics = self.metrics.request_started(&self.route);
+        let mut request_metrics = self.route_metrics.request_started();
         let deadline = self
             .request_timeout
             .map(|limit| (tokio::time::Instant::now() + limit, limit));
@@ -533,8 +537,7 @@ impl Proxy {
                 humantime::format_duration(self.response_timeout)
             )))),
             Ok(Ok(response)) => {
-                self.metrics
-                    .upstream_answered(&self.route, started.elapsed());
+                self.route_metrics.upstream_answered(started.elapsed());
                 Ok(response)
             }
             Ok(Err(err)) => {
