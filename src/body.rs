@@ -74,7 +74,7 @@ impl SpooledBody {
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
         SpooledBody {
             len: bytes.len() as u64,
-            sha256_hex: hex::encode(digest.as_ref()),
+            sha256_hex: sha256_hex(&digest),
             storage: Storage::Memory(if bytes.is_empty() {
                 Arc::new([])
             } else {
@@ -145,7 +145,7 @@ impl SpooledBody {
         Ok(SpooledBody {
             storage,
             len,
-            sha256_hex: hex::encode(digest.as_ref()),
+            sha256_hex: sha256_hex(&digest),
         })
     }
 
@@ -349,6 +349,12 @@ impl Drop for SpillFile {
             runtime.spawn_blocking(move || drop(file));
         }
     }
+}
+
+fn sha256_hex(digest: &ring::digest::Digest) -> String {
+    let mut hex = String::with_capacity(64);
+    crate::signing::push_hex(&mut hex, digest.as_ref());
+    hex
 }
 
 fn spill_error(e: std::io::Error) -> ProxyError {
