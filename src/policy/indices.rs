@@ -131,10 +131,17 @@ pub(crate) fn parse_path(raw_path: &str) -> Result<ParsedPath, ExtractError> {
 /// Expands an index expression (`a,b`, `logs-*`, `_all`, `-excluded`,
 /// `<logs-{now/d}>`) into targets.  Exclusions are dropped: they only narrow
 /// what a wildcard reaches, so ignoring them is conservative.
+///
+/// An item with white space around it is checked both as it is and trimmed: whether
+/// OpenSearch trims a name depends on where it stands (a JSON body's names are taken as they
+/// are; `\u{2028}logs-old` is a valid name of its own), so the request must pass either way.
 pub(crate) fn index_items(expr: &str) -> Result<Vec<Target>, ExtractError> {
     let mut out = Vec::new();
-    for item in expr.split(',') {
-        let item = item.trim();
+    let items = expr.split(',').flat_map(|raw| {
+        let trimmed = raw.trim();
+        std::iter::once(raw).chain((trimmed != raw).then_some(trimmed))
+    });
+    for item in items {
         if item.is_empty() || item.starts_with('-') {
             continue;
         }
@@ -145,6 +152,12 @@ pub(crate) fn index_items(expr: &str) -> Result<Vec<Target>, ExtractError> {
             out.push(date_math(&item[1..item.len() - 1]).ok_or_else(|| {
                 ExtractError(format!("the date-math index name {item:?} is malformed"))
             })?);
+        } else if item.contains('/') {
+            // No index name holds a `/` (`%2F` in a path): OpenSearch refuses it, and the
+            // policy's resources, which use `/` to separate index and API, cannot judge it.
+            return Err(ExtractError(format!(
+                "the index name {item:?} contains `/`"
+            )));
         } else {
             out.push(Target::wildcard(item));
         }
@@ -152,6 +165,17 @@ pub(crate) fn index_items(expr: &str) -> Result<Vec<Target>, ExtractError> {
     if out.is_empty() {
         // Only exclusions (or nothing): OpenSearch applies them to every index.
         out.push(Target::wildcard("*"));
+    }
+    Ok(out)
+}
+
+/// A name where OpenSearch takes one (a bulk action's or an `_mget` doc's `_index`,
+/// `dest.index`, an alias action's index and alias): checked split at commas, as elsewhere, and
+/// also whole, as OpenSearch reads it, so the request must pass either way.
+fn name_items(name: &str) -> Result<Vec<Target>, ExtractError> {
+    let mut out = index_items(name)?;
+    if name.contains(',') {
+        out.push(Target::wildcard(name));
     }
     Ok(out)
 }
@@ -500,7 +524,7 @@ fn bulk<B>(
         }
         let line: BulkLine = serde_json::from_slice(&buf).map_err(|e| format!("line {n}: {e}"))?;
         let targets = match &line.meta.index {
-            Some(expr) => index_items(expr).map_err(|e| format!("line {n}: {e}"))?,
+            Some(expr) => name_items(expr).map_err(|e| format!("line {n}: {e}"))?,
             None => defaults
                 .ok_or_else(|| {
                     format!("line {n}: the action has no _index and the path names no index")
@@ -541,8 +565,32 @@ fn bulk<B>(
 
 #[derive(Deserialize)]
 struct MsearchHeader {
-    index: Option<OneOrMany<String>>,
-    indices: Option<OneOrMany<String>>,
+    index: Option<IndexList>,
+    indices: Option<IndexList>,
+}
+
+/// `"a,b"` or `["a", "b"]`: OpenSearch splits a string at its commas, but takes each element
+/// of an array as one name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IndexList {
+    Expression(String),
+    Names(Vec<String>),
+}
+
+impl IndexList {
+    fn targets(&self) -> Result<Vec<Target>, ExtractError> {
+        match self {
+            IndexList::Expression(expr) => index_items(expr),
+            IndexList::Names(names) => {
+                let mut out = Vec::new();
+                for name in names {
+                    out.extend(name_items(name)?);
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 fn msearch<B>(
@@ -566,11 +614,10 @@ fn msearch<B>(
         if !is_blank(&buf) {
             let h: MsearchHeader =
                 serde_json::from_slice(&buf).map_err(|e| format!("line {n}: {e}"))?;
-            for v in h.index.into_iter().chain(h.indices) {
-                for expr in v.0 {
-                    named = true;
-                    targets.extend(index_items(&expr).map_err(|e| format!("line {n}: {e}"))?);
-                }
+            for list in h.index.iter().chain(&h.indices) {
+                let found = list.targets().map_err(|e| format!("line {n}: {e}"))?;
+                named |= !found.is_empty();
+                targets.extend(found);
             }
         }
         if !named {
@@ -654,7 +701,7 @@ fn mget<B>(
     };
     for (i, doc) in body.docs.unwrap_or_default().into_iter().enumerate() {
         let targets = match &doc.index {
-            Some(expr) => index_items(expr).map_err(|e| format!("docs[{i}]: {e}"))?,
+            Some(expr) => name_items(expr).map_err(|e| format!("docs[{i}]: {e}"))?,
             None => defaults
                 .ok_or_else(|| format!("docs[{i}] has no _index and the path names no index"))?
                 .to_vec(),
@@ -688,7 +735,7 @@ struct ReindexBody {
 
 #[derive(Deserialize)]
 struct ReindexSource {
-    index: Option<OneOrMany<String>>,
+    index: Option<IndexList>,
 }
 
 #[derive(Deserialize)]
@@ -712,12 +759,13 @@ fn reindex<B>(
         .and_then(|d| d.index)
         .ok_or("dest.index is missing")?;
     let mut out = Vec::new();
-    for expr in &sources.0 {
-        for t in index_items(expr).map_err(|e| format!("source.index: {e}"))? {
-            out.push((t.join("/_search"), "source.index"));
-        }
+    for t in sources
+        .targets()
+        .map_err(|e| format!("source.index: {e}"))?
+    {
+        out.push((t.join("/_search"), "source.index"));
     }
-    for t in index_items(&dest).map_err(|e| format!("dest.index: {e}"))? {
+    for t in name_items(&dest).map_err(|e| format!("dest.index: {e}"))? {
         out.push((t.join("/_doc"), "dest.index"));
     }
     if body.script.is_some() {
@@ -820,7 +868,7 @@ fn aliases<B>(
         }
         let mut out = Vec::new();
         for expr in &indices {
-            for t in index_items(expr).map_err(|e| format!("{place}: {e}"))? {
+            for t in name_items(expr).map_err(|e| format!("{place}: {e}"))? {
                 // remove_index deletes the index itself.
                 out.push(if action.kind == "remove_index" {
                     t
@@ -830,7 +878,7 @@ fn aliases<B>(
             }
         }
         for expr in &names {
-            for t in index_items(expr).map_err(|e| format!("{place}: {e}"))? {
+            for t in name_items(expr).map_err(|e| format!("{place}: {e}"))? {
                 out.push(t.join("/_aliases"));
             }
         }

@@ -408,6 +408,53 @@ mod tests {
         policy.evaluate(&facts, cursor.as_mut().map(|c| c as &mut dyn BufRead))
     }
 
+    /// What the fuzzer found: names OpenSearch reads differently from a plain split and trim.
+    #[test]
+    fn names_are_checked_as_opensearch_may_read_them() {
+        let allow_list = Policy::from_json(
+            r#"{"Statement":{"Sid":"Some","Effect":"Allow","Action":"es:ESHttp*",
+                "Resource":["test-index","test-index/*","logs-1","logs-1/*","logs-2","logs-2/*",
+                            "logs-*","_aliases","_msearch","_msearch/template"]}}"#,
+        )
+        .unwrap();
+        let denied = |method: Method, path: &str, body: Option<&str>| {
+            !matches!(
+                decide(&allow_list, method, path, body),
+                Decision::Allow { .. }
+            )
+        };
+        // U+2028 is not white space to OpenSearch: `\u2028logs-old` is another index.
+        assert!(denied(
+            Method::POST,
+            "/_aliases",
+            Some(r#"{"actions":[{"remove_index":{"index":"\u2028logs-old"}}]}"#)
+        ));
+        // An alias action's index is one name: `,logs-old` is not `logs-old`.
+        assert!(denied(
+            Method::POST,
+            "/_aliases",
+            Some(r#"{"actions":[{"remove_index":{"index":",logs-old"}}]}"#)
+        ));
+        // Elements of an `indices` array are names; a string is a comma list.
+        assert!(denied(
+            Method::POST,
+            "/_msearch",
+            Some("{\"indices\":[\",logs-1\"]}\n{}\n")
+        ));
+        assert!(!denied(
+            Method::POST,
+            "/_msearch",
+            Some("{\"index\":\"logs-1,logs-2\"}\n{}\n")
+        ));
+        // `%2F` inside the index segment.
+        assert!(denied(
+            Method::POST,
+            "/test-index%2F/_msearch/template",
+            Some("{}\n{}\n")
+        ));
+        assert!(!denied(Method::GET, "/logs-1,logs-2/_search", None));
+    }
+
     #[test]
     fn paths_too_costly_to_check_are_denied_and_real_index_lists_are_not() {
         let policy = Policy::from_json(
