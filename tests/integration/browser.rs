@@ -9,7 +9,7 @@
 //! keeps no cookie jar, so cookies live only in the browser that received them. A screenshot is
 //! kept as `target/test-artifacts/dashboards.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,14 +203,6 @@ fn cell(dom: &str, id: &str) -> String {
     dom[start..end].to_string()
 }
 
-fn artifacts_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("test-artifacts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_in_headless_chromium() {
     let Some(chrome) = tools::require(
@@ -253,7 +245,7 @@ async fn dashboards_in_headless_chromium() {
     assert_ne!(sid_a, sid_b, "each browser has its own session");
 
     // Browser A again, for the screenshot: it still has its own cookie.
-    let shot = artifacts_dir().join("dashboards.png");
+    let shot = tools::artifacts_dir().join("dashboards.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&shot);
     chromium(

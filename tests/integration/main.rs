@@ -8,6 +8,7 @@ mod browser;
 mod check;
 mod cli;
 mod clients;
+mod compare;
 mod core;
 mod credentials;
 mod deploy;

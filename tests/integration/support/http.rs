@@ -41,11 +41,28 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Resp {
+    try_send(addr, method, target, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+}
+
+/// [`send`] for a server that may misbehave: a refused connection, a dropped one or no answer
+/// within 30 s is an `Err` saying which, not a panic.
+pub async fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Resp, String> {
+    let body = body.into();
     let fut = async {
-        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .expect("handshake");
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
         let mut req = http::Request::builder().method(method).uri(target);
         let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
@@ -55,20 +72,30 @@ pub async fn send(
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(body.into())).expect("request");
-        let resp = sender.send_request(req).await.expect("response");
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| format!("request: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("no response: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Resp {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     };
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
-        .expect("request finished within 30 s")
+        .map_err(|_| "no complete response within 30 s".to_string())?
 }
 
 pub async fn get(addr: SocketAddr, target: &str) -> Resp {

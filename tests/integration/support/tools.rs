@@ -39,3 +39,12 @@ pub fn require(test: &str, candidates: &[&str], install: &str) -> Option<PathBuf
         None => missing(test, candidates[0], install),
     }
 }
+
+/// `target/test-artifacts/`, where tests leave what a person may want to look at afterwards.
+pub fn artifacts_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR has a parent")
+        .join("test-artifacts")
+}
