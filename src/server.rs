@@ -259,41 +259,35 @@ async fn serve_connection(
         }
     });
     let builder = connection_builder(options);
-    let served = match &options.tls {
-        None => {
+    // The same for plain TCP and TLS streams, which are different types.
+    macro_rules! serve {
+        ($io:expr) => {
             watcher
                 .watch(
                     builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new($io), service)
                         .into_owned(),
                 )
                 .await
-        }
+        };
+    }
+    let served = match &options.tls {
+        None => serve!(stream),
         Some(tls) => {
             // The handshake is bounded like a header read, so a client that never finishes it
             // holds nothing up.
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-            let stream =
-                match tokio::time::timeout(options.header_read_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => {
-                        tracing::debug!(client = %peer, cause = %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(client = %peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            watcher
-                .watch(
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned(),
-                )
-                .await
+            match tokio::time::timeout(options.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve!(stream),
+                Ok(Err(err)) => {
+                    tracing::debug!(client = %peer, cause = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            }
         }
     };
     if let Err(err) = served {

@@ -191,6 +191,8 @@ pub struct ProxyProcess {
     pub addr: SocketAddr,
     /// Everything the process wrote to stderr so far (collected in the background).
     pub stderr: Arc<std::sync::Mutex<String>>,
+    /// The collector, done when the process has closed its stderr.
+    collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A minimal environment: no AWS variables from the developer's shell, no IMDS look-ups, and
@@ -260,7 +262,7 @@ impl ProxyProcess {
         let collected = Arc::new(std::sync::Mutex::new(String::new()));
         let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
         let sink = collected.clone();
-        tokio::spawn(async move {
+        let collector = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut ready_tx = Some(ready_tx);
             while let Ok(Some(line)) = lines.next_line().await {
@@ -292,6 +294,7 @@ impl ProxyProcess {
             child,
             addr,
             stderr: collected,
+            collector: Some(collector),
         }
     }
 
@@ -321,17 +324,23 @@ impl ProxyProcess {
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
+    /// Sends SIGTERM and waits (bounded) for the exit status, and for the last of its log to
+    /// be read: the proxy writes what it still holds as it exits, so [`ProxyProcess::stderr`]
+    /// is complete after this.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
             .expect("exited within 15 s after SIGTERM")
-            .expect("wait")
+            .expect("wait");
+        if let Some(collector) = self.collector.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
+        }
+        status
     }
 }
 
