@@ -122,15 +122,15 @@ pub struct Signer {
 /// The last signing key derived, and what it was derived from.
 struct SigningKey {
     credentials: Credentials,
-    /// Days since the epoch of the scope date.
-    day: u64,
+    /// The scope date, `YYYYMMDD`.
+    date: String,
     key: hmac::Key,
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
-            .field("day", &self.day)
+            .field("date", &self.date)
             .finish_non_exhaustive()
     }
 }
@@ -187,7 +187,6 @@ impl Signer {
             .as_secs();
         let amz_date = format_amz_date(secs);
         let amz_date = std::str::from_utf8(&amz_date).expect("ASCII digits");
-        let day = secs / 86_400;
         let scope = format!(
             "{}/{}/{}/aws4_request",
             &amz_date[..8],
@@ -205,7 +204,7 @@ impl Signer {
         canonical_path(input.path, &mut creq);
         creq.push('\n');
         if let Some(query) = input.query {
-            canonical_query(query, &mut creq);
+            canonical_query(query, &mut creq)?;
         }
         creq.push('\n');
         let mut signed_headers = String::with_capacity(72);
@@ -246,7 +245,7 @@ impl Signer {
         let mut signature = String::with_capacity(64);
         push_hex(
             &mut signature,
-            self.with_key(credentials, day, &amz_date[..8], |key| {
+            self.with_key(credentials, &amz_date[..8], |key| {
                 hmac::sign(key, string_to_sign.as_bytes())
             })
             .as_ref(),
@@ -281,24 +280,24 @@ impl Signer {
         Ok(())
     }
 
-    /// Runs `f` with the signing key for `credentials` on `day`, derived when either changed.
+    /// Runs `f` with the signing key for `credentials` on `date` (`YYYYMMDD`), derived when
+    /// either changed.
     fn with_key<T>(
         &self,
         credentials: &Credentials,
-        day: u64,
         date: &str,
         f: impl FnOnce(&hmac::Key) -> T,
     ) -> T {
         let mut cached = self.key.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = cached.as_ref().is_some_and(|k| {
-            k.day == day
+            k.date == date
                 && k.credentials.access_key_id() == credentials.access_key_id()
                 && k.credentials.secret_access_key() == credentials.secret_access_key()
         });
         if !fresh {
             *cached = Some(SigningKey {
                 credentials: credentials.clone(),
-                day,
+                date: date.to_string(),
                 key: derive_key(
                     credentials.secret_access_key(),
                     date,
@@ -417,9 +416,7 @@ fn canonical_path(path: &str, out: &mut String) {
     }
     let trailing = ["/", "/.", "/./", "/..", "/../"]
         .iter()
-        .any(|end| path.ends_with(end))
-        || path == "."
-        || path == "..";
+        .any(|end| path.ends_with(end));
     if segments.is_empty() {
         out.push('/');
         return;
@@ -435,15 +432,15 @@ fn canonical_path(path: &str, out: &mut String) {
 
 /// The canonical query: each name and value in RFC 3986 form (`+` read as a space, as AWS reads
 /// it), a parameter without a value as `name=`, sorted by name and then value.
-fn canonical_query(query: &str, out: &mut String) {
+fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
     let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            (query_component(name), query_component(value))
+            Ok((query_component(name)?, query_component(value)?))
         })
-        .collect();
+        .collect::<Result<_, ProxyError>>()?;
     params.sort_unstable();
     for (i, (name, value)) in params.iter().enumerate() {
         if i > 0 {
@@ -453,19 +450,20 @@ fn canonical_query(query: &str, out: &mut String) {
         out.push('=');
         out.push_str(value);
     }
+    Ok(())
 }
 
-/// One query name or value in canonical form; borrowed when it already is.
-fn query_component(raw: &str) -> Cow<'_, str> {
+/// One query name or value in canonical form ([`wire_query`]'s); borrowed when it already is.
+fn query_component(raw: &str) -> Result<Cow<'_, str>, ProxyError> {
     if raw
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
     {
-        return Cow::Borrowed(raw);
+        return Ok(Cow::Borrowed(raw));
     }
-    let spaced = raw.replace('+', " ");
-    let decoded: Vec<u8> = percent_decode(spaced.as_bytes()).collect();
-    Cow::Owned(utf8_percent_encode(&String::from_utf8_lossy(&decoded), QUERY_COMPONENT).to_string())
+    let mut out = String::with_capacity(raw.len() + 8);
+    push_component(&mut out, raw)?;
+    Ok(Cow::Owned(out))
 }
 
 /// Why the endpoint refused a signed request, when signing again may help.
@@ -815,6 +813,21 @@ mod tests {
             wire_query("q=%FF"),
             Err(ProxyError::BadRequest(_))
         ));
+        // The signer holds to the same rule for a query that did not come through wire_query.
+        let signed = Signer::new(Service::Es, "us-east-1").sign(
+            &SignInput {
+                method: "GET",
+                path: "/",
+                query: Some("q=%FF"),
+                host: "search-x.us-east-1.es.amazonaws.com",
+                content_type: None,
+                payload_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            },
+            &Credentials::new("AKID", "secret", None, None, "test"),
+            SystemTime::UNIX_EPOCH,
+            &mut HeaderMap::new(),
+        );
+        assert!(matches!(signed, Err(ProxyError::BadRequest(_))));
     }
 
     #[test]
