@@ -101,8 +101,8 @@ impl SpooledBody {
             return Err(ProxyError::PayloadTooLarge { limit: limits.max });
         }
         let mut body = body;
-        let mut memory = InMemory::new(declared_len, limits.spill_threshold);
-        let mut spill: Option<Spill> = None;
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut received = Received::Memory(InMemory::new(declared_len, limits.spill_threshold));
         let mut len: u64 = 0;
         loop {
             let next = match limits.idle_timeout {
@@ -123,29 +123,32 @@ impl SpooledBody {
             if len > limits.max {
                 return Err(ProxyError::PayloadTooLarge { limit: limits.max });
             }
-            match &mut spill {
-                Some(spill) => spill.push(data).await?,
-                None if len > limits.spill_threshold as u64 => {
-                    let (hasher, written) = memory.into_parts();
-                    let mut started = Spill::start(hasher, written).await?;
-                    started.push(data).await?;
-                    spill = Some(started);
-                    memory = InMemory::new(None, 0);
+            // Hashed here, while the bytes are still in the cache.
+            hasher.update(&data);
+            received = match received {
+                Received::Memory(memory) if len > limits.spill_threshold as u64 => {
+                    let mut spill = Spill::start(memory.into_pieces()).await?;
+                    spill.push(data).await?;
+                    Received::Spill(spill)
                 }
-                None => memory.push(data),
-            }
+                Received::Memory(mut memory) => {
+                    memory.push(data);
+                    Received::Memory(memory)
+                }
+                Received::Spill(mut spill) => {
+                    spill.push(data).await?;
+                    Received::Spill(spill)
+                }
+            };
         }
-        let (storage, digest) = match spill {
-            Some(spill) => {
-                let (file, digest) = spill.finish().await?;
-                (Storage::File(file), digest)
-            }
-            None => memory.finish(),
+        let storage = match received {
+            Received::Memory(memory) => Storage::Memory(memory.into_pieces().into()),
+            Received::Spill(spill) => Storage::File(spill.finish().await?),
         };
         Ok(SpooledBody {
             storage,
             len,
-            sha256_hex: sha256_hex(&digest),
+            sha256_hex: sha256_hex(&hasher.finish()),
         })
     }
 
@@ -205,9 +208,14 @@ impl SpooledBody {
     }
 }
 
-/// A body below the spill threshold: hashed as it arrives, kept in the pieces it came in.
+/// Where a body being received is kept.
+enum Received {
+    Memory(InMemory),
+    Spill(Spill),
+}
+
+/// A body below the spill threshold, kept in the pieces it came in.
 struct InMemory {
-    hasher: ring::digest::Context,
     pieces: Vec<Bytes>,
     /// Small pieces, copied together.
     gathering: BytesMut,
@@ -217,14 +225,12 @@ impl InMemory {
     fn new(declared_len: Option<u64>, spill_threshold: usize) -> InMemory {
         let expected = declared_len.map_or(0, |n| n.min(spill_threshold as u64) as usize);
         InMemory {
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
             pieces: Vec::with_capacity(expected / KEEP_AS_IS + 1),
             gathering: BytesMut::new(),
         }
     }
 
     fn push(&mut self, data: Bytes) {
-        self.hasher.update(&data);
         if data.len() >= KEEP_AS_IS && self.gathering.is_empty() {
             self.pieces.push(data);
             return;
@@ -235,37 +241,26 @@ impl InMemory {
         }
     }
 
-    fn finish(self) -> (Storage, ring::digest::Digest) {
-        let (hasher, pieces) = self.into_parts();
-        (Storage::Memory(pieces.into()), hasher.finish())
-    }
-
-    /// The hash so far and every piece, in order.
-    fn into_parts(mut self) -> (ring::digest::Context, Vec<Bytes>) {
+    /// Every piece, in order.
+    fn into_pieces(mut self) -> Vec<Bytes> {
         if !self.gathering.is_empty() {
             self.pieces.push(self.gathering.split().freeze());
         }
-        (self.hasher, self.pieces)
+        self.pieces
     }
 }
 
-/// A body on its way to the spill file: hashed here as it arrives (while the bytes are still in
-/// the cache), gathered into [`FILE_CHUNK`]s and handed to a writer thread, which writes them in
-/// order while the next pieces are read.
+/// A body on its way to the spill file: gathered into [`FILE_CHUNK`]s and handed to a writer
+/// thread, which writes them in order while the next pieces are read.
 struct Spill {
-    hasher: ring::digest::Context,
     chunk: BytesMut,
     to_writer: tokio::sync::mpsc::Sender<Bytes>,
     writer: JoinHandle<std::io::Result<std::fs::File>>,
 }
 
 impl Spill {
-    /// Creates the file and starts its writer with `written`, the body so far (which `hasher`
-    /// has seen).
-    async fn start(
-        hasher: ring::digest::Context,
-        written: Vec<Bytes>,
-    ) -> Result<Spill, ProxyError> {
+    /// Creates the file and starts its writer with `written`, the body so far.
+    async fn start(written: Vec<Bytes>) -> Result<Spill, ProxyError> {
         let mut file = spawn_io(tempfile::tempfile).await?;
         let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
         let writer = tokio::task::spawn_blocking(move || {
@@ -279,7 +274,6 @@ impl Spill {
             Ok(file)
         });
         Ok(Spill {
-            hasher,
             chunk: BytesMut::with_capacity(FILE_CHUNK),
             to_writer,
             writer,
@@ -287,7 +281,6 @@ impl Spill {
     }
 
     async fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        self.hasher.update(&data);
         if self.chunk.is_empty() && data.len() >= FILE_CHUNK {
             return self.send(data).await;
         }
@@ -315,12 +308,12 @@ impl Spill {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<(Arc<SpillFile>, ring::digest::Digest), ProxyError> {
+    async fn finish(mut self) -> Result<Arc<SpillFile>, ProxyError> {
         let rest = self.chunk.split().freeze();
         self.send(rest).await?;
         drop(self.to_writer);
         match self.writer.await {
-            Ok(Ok(file)) => Ok((Arc::new(SpillFile(Some(file))), self.hasher.finish())),
+            Ok(Ok(file)) => Ok(Arc::new(SpillFile(Some(file)))),
             Ok(Err(e)) => Err(spill_error(e)),
             Err(e) => Err(ProxyError::Internal(format!(
                 "temporary file task failed: {e}"
