@@ -4,7 +4,7 @@
 //! spawn and the upstream connections they use (each worker has its own pool, see
 //! [`crate::upstream::UpstreamClient`]) then all run on that one thread. Nothing crosses threads
 //! on the way through the proxy: no work stealing, no wake-ups of another core, no contended
-//! locks in the HTTP/2 client. Measured on the benchmark's small GETs: about 20 % less CPU per
+//! locks in the HTTP/2 client. Measured on the benchmark's small GETs: 20–25 % less CPU per
 //! request than one multi-threaded runtime serving everything.
 //!
 //! The count is the CPUs this process may use (`available_parallelism`, which honours CPU

@@ -57,41 +57,10 @@ pub async fn try_send(
 ) -> Result<Resp, String> {
     let body = body.into();
     let fut = async {
-        let stream = TcpStream::connect(addr)
+        KeepAlive::try_connect(addr)
+            .await?
+            .request(method, target, headers, body)
             .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let mut req = http::Request::builder().method(method).uri(target);
-        let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
-        if !has_host {
-            req = req.header("host", addr.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("no response: {e}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
     };
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
@@ -111,36 +80,73 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     pub async fn connect(addr: SocketAddr) -> KeepAlive {
-        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        Self::try_connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_connect(addr: SocketAddr) -> Result<KeepAlive, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .expect("handshake");
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
-        KeepAlive { addr, sender }
+        Ok(KeepAlive { addr, sender })
     }
 
     /// A GET on this connection (bounded to 30 s).
     pub async fn get(&mut self, target: &str) -> Resp {
-        let req = http::Request::builder()
-            .uri(target)
-            .header("host", self.addr.to_string())
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        let fut = async {
-            self.sender.ready().await.expect("connection usable");
-            let resp = self.sender.send_request(req).await.expect("response");
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp.into_body().collect().await.expect("body").to_bytes();
-            Resp {
-                status,
-                headers,
-                body,
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), fut)
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.request("GET", target, &[], Bytes::new()),
+        )
+        .await
+        .expect("request finished within 30 s")
+        .unwrap_or_else(|e| panic!("GET {target}: {e}"))
+    }
+
+    /// Sends one request on this connection (a `Host` of the proxy's address unless given).
+    async fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Resp, String> {
+        let mut req = http::Request::builder().method(method).uri(target);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", self.addr.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| format!("request: {e}"))?;
+        self.sender
+            .ready()
             .await
-            .expect("request finished within 30 s")
+            .map_err(|e| format!("connection unusable: {e}"))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("no response: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
