@@ -319,6 +319,11 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// The `route` label: endpoint host and path prefix.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
     /// Counts a request as in flight until the returned value is dropped, and records its
     /// outcome through [`RequestMetrics::finish`].
     pub fn request_started(self: &Arc<Self>) -> RequestMetrics {

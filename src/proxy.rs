@@ -56,10 +56,8 @@ pub struct Proxy {
     path_prefix: String,
     request_timeout: Option<Duration>,
     metrics: Arc<Metrics>,
-    /// This route's share of `metrics`.
+    /// This route's share of `metrics`, with its `route` label.
     route_metrics: Arc<RouteMetrics>,
-    /// The `route` label of this proxy's metrics.
-    route: String,
 }
 
 /// What the pipeline learned about a request, for its access-log line.
@@ -121,7 +119,6 @@ impl Proxy {
             request_timeout: config.request_timeout,
             route_metrics: metrics.route(&route),
             metrics,
-            route,
         })
     }
 
@@ -147,7 +144,7 @@ impl Proxy {
 
     /// The `route` label: endpoint host and path prefix.
     pub fn route(&self) -> &str {
-        &self.route
+        self.route_metrics.route()
     }
 
     pub fn endpoint(&self) -> &Endpoint {
