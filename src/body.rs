@@ -53,7 +53,8 @@ const KEEP_AS_IS: usize = 8 * 1024;
 pub struct SpooledBody {
     storage: Storage,
     len: u64,
-    sha256_hex: String,
+    /// Kept inline: no allocation per request for it.
+    sha256_hex: [u8; 64],
 }
 
 #[derive(Clone, Debug)]
@@ -76,7 +77,7 @@ impl SpooledBody {
             len: bytes.len() as u64,
             sha256_hex: sha256_hex(&digest),
             storage: Storage::Memory(if bytes.is_empty() {
-                Arc::new([])
+                no_pieces()
             } else {
                 Arc::new([bytes])
             }),
@@ -142,7 +143,14 @@ impl SpooledBody {
             };
         }
         let storage = match received {
-            Received::Memory(memory) => Storage::Memory(memory.into_pieces().into()),
+            Received::Memory(memory) => {
+                let pieces = memory.into_pieces();
+                Storage::Memory(if pieces.is_empty() {
+                    no_pieces()
+                } else {
+                    pieces.into()
+                })
+            }
             Received::Spill(spill) => Storage::File(spill.finish().await?),
         };
         Ok(SpooledBody {
@@ -167,7 +175,7 @@ impl SpooledBody {
 
     /// Lowercase hex SHA-256 of the body, as `x-amz-content-sha256` wants it.
     pub fn sha256_hex(&self) -> &str {
-        &self.sha256_hex
+        std::str::from_utf8(&self.sha256_hex).expect("hex digits")
     }
 
     /// A body to send upstream; cheap, and may be called again for a retry.
@@ -225,7 +233,7 @@ impl InMemory {
     fn new(declared_len: Option<u64>, spill_threshold: usize) -> InMemory {
         let expected = declared_len.map_or(0, |n| n.min(spill_threshold as u64) as usize);
         InMemory {
-            pieces: Vec::with_capacity(expected / KEEP_AS_IS + 1),
+            pieces: Vec::with_capacity(expected.div_ceil(KEEP_AS_IS)),
             gathering: BytesMut::new(),
         }
     }
@@ -344,10 +352,20 @@ impl Drop for SpillFile {
     }
 }
 
-fn sha256_hex(digest: &ring::digest::Digest) -> String {
-    let mut hex = String::with_capacity(64);
-    crate::signing::push_hex(&mut hex, digest.as_ref());
+fn sha256_hex(digest: &ring::digest::Digest) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 64];
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
     hex
+}
+
+/// The pieces of every empty body: one shared allocation instead of one per request.
+fn no_pieces() -> Arc<[Bytes]> {
+    static NONE: std::sync::OnceLock<Arc<[Bytes]>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::new([])).clone()
 }
 
 fn spill_error(e: std::io::Error) -> ProxyError {

@@ -112,7 +112,9 @@ struct State {
 
 #[derive(Clone)]
 struct Cached {
-    credentials: Credentials,
+    /// Shared: cloning `Credentials` itself copies its property map (several allocations),
+    /// which every request would pay.
+    credentials: Arc<Credentials>,
     /// When to start refreshing in the background.
     refresh_at: Option<SystemTime>,
     /// After this the credentials are not used: requests wait for a fetch.
@@ -120,9 +122,9 @@ struct Cached {
 }
 
 enum Lookup {
-    Fresh(Credentials),
+    Fresh(Arc<Credentials>),
     /// Usable but due: serve and refresh in the background.
-    Due(Credentials),
+    Due(Arc<Credentials>),
     /// Nothing usable and the source failed moments ago.
     RecentlyFailed(String),
     Fetch,
@@ -157,7 +159,7 @@ impl CredentialCache {
     }
 
     /// Credentials usable now. Waits for the provider only when nothing usable is cached.
-    pub async fn get(&self) -> Result<Credentials, ProxyError> {
+    pub async fn get(&self) -> Result<Arc<Credentials>, ProxyError> {
         match self.lookup() {
             Lookup::Fresh(c) => return Ok(c),
             Lookup::Due(c) => {
@@ -180,7 +182,7 @@ impl CredentialCache {
     pub async fn replace_rejected(
         &self,
         rejected: &Credentials,
-    ) -> Result<Credentials, ProxyError> {
+    ) -> Result<Arc<Credentials>, ProxyError> {
         let _single_flight = self.inner.refresh.lock().await;
         {
             let state = self.state();
@@ -264,13 +266,14 @@ impl CredentialCache {
     }
 
     /// Asks the provider; the caller holds the single-flight lock.
-    async fn fetch(&self) -> Result<Credentials, ProxyError> {
+    async fn fetch(&self) -> Result<Arc<Credentials>, ProxyError> {
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
         let fetched =
             tokio::time::timeout(FETCH_TIMEOUT, self.inner.provider.provide_credentials()).await;
         let now = self.inner.clock.now();
         let reason = match fetched {
             Ok(Ok(credentials)) => {
+                let credentials = Arc::new(credentials);
                 self.store(&credentials, now);
                 return Ok(credentials);
             }
@@ -300,7 +303,7 @@ impl CredentialCache {
         Err(no_credentials(&reason))
     }
 
-    fn store(&self, credentials: &Credentials, now: SystemTime) {
+    fn store(&self, credentials: &Arc<Credentials>, now: SystemTime) {
         let (refresh_at, usable_until) = schedule(credentials.expiry(), now);
         let mut state = self.state();
         let unchanged = state.current.as_ref().is_some_and(|c| {

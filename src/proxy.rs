@@ -267,7 +267,7 @@ impl Proxy {
             Some(q) if !q.is_empty() => format!("{}{path}?{q}", self.base_url),
             _ => format!("{}{path}", self.base_url),
         };
-        let uri: Uri = target.parse().map_err(|e| {
+        let uri = Uri::try_from(target).map_err(|e| {
             ProxyError::BadRequest(format!("request target cannot be forwarded: {e}"))
         })?;
         // HTTP/2 clients name the host in :authority, HTTP/1.1 clients in Host.

@@ -54,6 +54,14 @@ pub fn wire_query(raw: &str) -> Result<String, ProxyError> {
 }
 
 fn push_component(out: &mut String, raw: &str) -> Result<(), ProxyError> {
+    // Most names and values (`pretty`, `size=10`, `format=json`) are already in that form.
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        out.push_str(raw);
+        return Ok(());
+    }
     let plus_as_space = raw.replace('+', " ");
     let decoded: Vec<u8> = percent_decode(plus_as_space.as_bytes()).collect();
     let text = std::str::from_utf8(&decoded).map_err(|_| {
@@ -125,6 +133,7 @@ struct SigningKey {
     /// The scope date, `YYYYMMDD`.
     date: String,
     key: hmac::Key,
+    token: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -187,36 +196,28 @@ impl Signer {
             .as_secs();
         let amz_date = format_amz_date(secs);
         let amz_date = std::str::from_utf8(&amz_date).expect("ASCII digits");
-        let scope = format!(
-            "{}/{}/{}/aws4_request",
-            &amz_date[..8],
-            self.region,
-            self.service.signing_name()
-        );
+        let date = &amz_date[..8];
         let token = credentials.session_token();
         let content_type = input.content_type.map(trim_spaces);
+        let signed_headers = signed_header_names(content_type.is_some(), token.is_some());
 
-        let mut creq = String::with_capacity(
+        // The canonical request, then the string to sign in the same buffer.
+        let mut buf = String::with_capacity(
             320 + input.path.len() + input.query.map_or(0, str::len) + token.map_or(0, str::len),
         );
-        creq.push_str(input.method);
-        creq.push('\n');
-        canonical_path(input.path, &mut creq);
-        creq.push('\n');
+        buf.push_str(input.method);
+        buf.push('\n');
+        canonical_path(input.path, &mut buf);
+        buf.push('\n');
         if let Some(query) = input.query {
-            canonical_query(query, &mut creq)?;
+            canonical_query(query, &mut buf)?;
         }
-        creq.push('\n');
-        let mut signed_headers = String::with_capacity(72);
+        buf.push('\n');
         let mut header = |name: &str, value: &str| {
-            creq.push_str(name);
-            creq.push(':');
-            creq.push_str(value);
-            creq.push('\n');
-            if !signed_headers.is_empty() {
-                signed_headers.push(';');
-            }
-            signed_headers.push_str(name);
+            buf.push_str(name);
+            buf.push(':');
+            buf.push_str(value);
+            buf.push('\n');
         };
         // In the order of their names, as the canonical request wants them.
         if let Some(ct) = &content_type {
@@ -228,49 +229,64 @@ impl Signer {
         if let Some(token) = token {
             header("x-amz-security-token", token);
         }
-        creq.push('\n');
-        creq.push_str(&signed_headers);
-        creq.push('\n');
-        creq.push_str(input.payload_sha256);
+        buf.push('\n');
+        buf.push_str(signed_headers);
+        buf.push('\n');
+        buf.push_str(input.payload_sha256);
+        let creq_hash = digest::digest(&digest::SHA256, buf.as_bytes());
 
-        let creq_hash = digest::digest(&digest::SHA256, creq.as_bytes());
-        let mut string_to_sign = String::with_capacity(160);
-        string_to_sign.push_str(ALGORITHM);
-        string_to_sign.push('\n');
-        string_to_sign.push_str(amz_date);
-        string_to_sign.push('\n');
-        string_to_sign.push_str(&scope);
-        string_to_sign.push('\n');
-        push_hex(&mut string_to_sign, creq_hash.as_ref());
-        let mut signature = String::with_capacity(64);
-        push_hex(
-            &mut signature,
-            self.with_key(credentials, &amz_date[..8], |key| {
-                hmac::sign(key, string_to_sign.as_bytes())
-            })
-            .as_ref(),
-        );
+        buf.clear();
+        buf.push_str(ALGORITHM);
+        buf.push('\n');
+        buf.push_str(amz_date);
+        buf.push('\n');
+        let scope_start = buf.len();
+        buf.push_str(date);
+        buf.push('/');
+        buf.push_str(&self.region);
+        buf.push('/');
+        buf.push_str(self.service.signing_name());
+        buf.push_str("/aws4_request");
+        let scope = scope_start..buf.len();
+        buf.push('\n');
+        push_hex(&mut buf, creq_hash.as_ref());
+        let (signature, token_value) =
+            self.with_key(credentials, date, |key| hmac::sign(key, buf.as_bytes()))?;
 
-        let authorization = format!(
-            "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            credentials.access_key_id()
+        let key_id = credentials.access_key_id();
+        let mut authorization = String::with_capacity(
+            ALGORITHM.len() + 64 + key_id.len() + scope.len() + signed_headers.len() + 64,
         );
-        let value = |v: &str, what: &str| {
-            HeaderValue::from_str(v)
-                .map_err(|_| ProxyError::Internal(format!("the {what} cannot be sent in a header")))
-        };
-        let mut authorization = value(&authorization, "access key id or region")?;
+        authorization.push_str(ALGORITHM);
+        authorization.push_str(" Credential=");
+        authorization.push_str(key_id);
+        authorization.push('/');
+        authorization.push_str(&buf[scope]);
+        authorization.push_str(", SignedHeaders=");
+        authorization.push_str(signed_headers);
+        authorization.push_str(", Signature=");
+        push_hex(&mut authorization, signature.as_ref());
+        // From the String's own buffer, without a copy.
+        let mut authorization = HeaderValue::from_maybe_shared(bytes::Bytes::from(authorization))
+            .map_err(|_| {
+            ProxyError::Internal("the access key id or region cannot be sent in a header".into())
+        })?;
         authorization.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, authorization);
-        headers.insert(X_AMZ_DATE, value(amz_date, "date")?);
         headers.insert(
-            X_AMZ_CONTENT_SHA256,
-            value(input.payload_sha256, "body hash")?,
+            X_AMZ_DATE,
+            HeaderValue::from_str(amz_date).expect("digits and letters"),
         );
-        match token {
+        let payload_sha256 = if input.payload_sha256 == EMPTY_SHA256 {
+            HeaderValue::from_static(EMPTY_SHA256)
+        } else {
+            HeaderValue::from_str(input.payload_sha256).map_err(|_| {
+                ProxyError::Internal("the body hash cannot be sent in a header".into())
+            })?
+        };
+        headers.insert(X_AMZ_CONTENT_SHA256, payload_sha256);
+        match token_value {
             Some(token) => {
-                let mut token = value(token, "session token")?;
-                token.set_sensitive(true);
                 headers.insert(X_AMZ_SECURITY_TOKEN, token);
             }
             None => {
@@ -281,20 +297,32 @@ impl Signer {
     }
 
     /// Runs `f` with the signing key for `credentials` on `date` (`YYYYMMDD`), derived when
-    /// either changed.
+    /// either changed; also returns the `x-amz-security-token` header for the credentials
+    /// (made once with the key: a session token is ~1 KB that would be copied per request).
     fn with_key<T>(
         &self,
         credentials: &Credentials,
         date: &str,
         f: impl FnOnce(&hmac::Key) -> T,
-    ) -> T {
+    ) -> Result<(T, Option<HeaderValue>), ProxyError> {
         let mut cached = self.key.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = cached.as_ref().is_some_and(|k| {
             k.date == date
                 && k.credentials.access_key_id() == credentials.access_key_id()
                 && k.credentials.secret_access_key() == credentials.secret_access_key()
+                && k.credentials.session_token() == credentials.session_token()
         });
         if !fresh {
+            let token = match credentials.session_token() {
+                Some(token) => {
+                    let mut value = HeaderValue::from_str(token).map_err(|_| {
+                        ProxyError::Internal("the session token cannot be sent in a header".into())
+                    })?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                None => None,
+            };
             *cached = Some(SigningKey {
                 credentials: credentials.clone(),
                 date: date.to_string(),
@@ -304,11 +332,27 @@ impl Signer {
                     &self.region,
                     self.service.signing_name(),
                 ),
+                token,
             });
         }
-        f(&cached.as_ref().expect("set above").key)
+        let cached = cached.as_ref().expect("set above");
+        Ok((f(&cached.key), cached.token.clone()))
     }
 }
+
+/// The signed header names, in order, for a request with or without a content type and a
+/// session token.
+fn signed_header_names(content_type: bool, token: bool) -> &'static str {
+    match (content_type, token) {
+        (false, false) => "host;x-amz-content-sha256;x-amz-date",
+        (true, false) => "content-type;host;x-amz-content-sha256;x-amz-date",
+        (false, true) => "host;x-amz-content-sha256;x-amz-date;x-amz-security-token",
+        (true, true) => "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token",
+    }
+}
+
+/// SHA-256 of the empty body, in hex.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
 const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");

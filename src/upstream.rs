@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -170,6 +170,15 @@ impl UpstreamClient {
         client: &Client<Connector, OutboundBody>,
         mut request: http::Request<OutboundBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        // Capturing costs allocations and a lock shared by the workers, so it is done only
+        // while some connection still has no pool handle: once every live connection has
+        // one, requests go out as they are. A connection opened by a request that did not
+        // capture is adopted by the next request that lands on it (there is an unadopted
+        // connection, so that request captures); retired by a DNS change before that, it
+        // carries that one request before the pool drops it.
+        if self.live.unadopted.load(Ordering::Acquire) == 0 {
+            return client.request(request).await;
+        }
         let capture = capture_connection(&mut request);
         let response = client.request(request).await?;
         self.live.adopt(capture);
@@ -561,6 +570,8 @@ impl hyper::rt::Write for UpstreamConn {
 pub struct Live {
     next: AtomicU64,
     conns: Mutex<HashMap<u64, LiveConn>>,
+    /// Live connections whose pool handle has not been captured yet.
+    unadopted: AtomicUsize,
 }
 
 struct LiveConn {
@@ -570,6 +581,8 @@ struct LiveConn {
     capture: Option<CaptureConnection>,
     /// Retired before any response captured its pool handle: poison on adoption.
     retired: bool,
+    /// A response on it has been seen (and its handle kept, or the connection poisoned).
+    adopted: bool,
 }
 
 struct LiveGuard {
@@ -580,7 +593,9 @@ struct LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         if let Ok(mut conns) = self.live.conns.lock() {
-            conns.remove(&self.id);
+            if conns.remove(&self.id).is_some_and(|c| !c.adopted) {
+                self.live.unadopted.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -597,8 +612,10 @@ impl Live {
                     peer,
                     capture: None,
                     retired: false,
+                    adopted: false,
                 },
             );
+            self.unadopted.fetch_add(1, Ordering::AcqRel);
         }
         LiveGuard {
             id,
@@ -624,11 +641,16 @@ impl Live {
             return;
         };
         if let Some(conn) = conns.get_mut(&id) {
+            if conn.adopted {
+                return;
+            }
+            conn.adopted = true;
+            self.unadopted.fetch_sub(1, Ordering::AcqRel);
             if conn.retired {
                 if let Some(c) = capture.connection_metadata().as_ref() {
                     c.poison();
                 }
-            } else if conn.capture.is_none() {
+            } else {
                 conn.capture = Some(capture);
             }
         }
