@@ -16,7 +16,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -48,7 +51,7 @@ pub fn init(verbose: u8, format: LogFormat, quiet: &str) -> LogFlusher {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.event_format(TextFormat::default()).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     flusher
@@ -211,9 +214,226 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
     }
 }
 
+/// The access log's target: one event per request, so its line is written by a path of its own.
+pub const ACCESS_TARGET: &str = "sigv4_proxy::access";
+
+/// tracing's text format, with the access-log line written directly: the same bytes as
+/// tracing's formatter writes for it without colours (checked by a test), at a fraction of the
+/// cost (tracing's formatter was 13 % of a small GET's instructions: field styling, `Debug` for
+/// every value). Every other event, coloured output and events inside spans use tracing's.
+#[derive(Default)]
+pub struct TextFormat {
+    inner: tracing_subscriber::fmt::format::Format,
+}
+
+impl<S, N> FormatEvent<S, N> for TextFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if meta.target() != ACCESS_TARGET
+            || writer.has_ansi_escapes()
+            || ctx.lookup_current().is_some()
+        {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        write!(
+            writer,
+            "{} {:>5} {}: ",
+            humantime::format_rfc3339_micros(std::time::SystemTime::now()),
+            meta.level().as_str(),
+            meta.target()
+        )?;
+        let mut fields = PlainFields {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('\n')
+    }
+}
+
+/// Writes fields as tracing's default visitor does without colours: `message` bare, then
+/// `name=value` separated by spaces; strings quoted and escaped as `Debug` does.
+struct PlainFields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl PlainFields<'_, '_> {
+    fn start(&mut self, field: &Field) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        if !std::mem::take(&mut self.first) {
+            self.result = self.writer.write_char(' ');
+        }
+        if field.name() != "message" && self.result.is_ok() {
+            self.result = self
+                .writer
+                .write_str(field.name())
+                .and_then(|()| self.writer.write_char('='));
+        }
+        self.result.is_ok()
+    }
+}
+
+impl Visit for PlainFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            if self.start(field) {
+                self.result = self.writer.write_str(value);
+            }
+            return;
+        }
+        if !self.start(field) {
+            return;
+        }
+        // What `Debug` leaves unescaped, written as it is; anything else through `Debug`.
+        let plain = value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        self.result = if plain {
+            self.writer
+                .write_char('"')
+                .and_then(|()| self.writer.write_str(value))
+                .and_then(|()| self.writer.write_char('"'))
+        } else {
+            write!(self.writer, "{value:?}")
+        };
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.start(field) {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut n = value;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.result = self
+                .writer
+                .write_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.start(field) {
+            self.result = self.writer.write_str(if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.start(field) {
+            self.result = write!(self.writer, "{value:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Formats `emit`'s events with tracing's own text formatter (no colours) and with
+    /// [`TextFormat`]; returns both outputs.
+    fn both_formats(emit: impl Fn()) -> (String, String) {
+        let run = |ours: bool| {
+            let sink = Sink::default();
+            let (writer, flusher) = batched(Box::new(sink.clone()));
+            let builder = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(writer);
+            if ours {
+                tracing::subscriber::with_default(
+                    builder.event_format(TextFormat::default()).finish(),
+                    &emit,
+                );
+            } else {
+                tracing::subscriber::with_default(builder.finish(), &emit);
+            }
+            drop(flusher);
+            let bytes = sink.bytes.lock().unwrap().clone();
+            String::from_utf8(bytes).unwrap()
+        };
+        (run(false), run(true))
+    }
+
+    /// The lines without their timestamps (which differ by when they were written), after
+    /// checking that each starts with one.
+    fn untimed(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|line| {
+                let (time, rest) = line.split_once(' ').unwrap();
+                assert_eq!(time.len(), "2026-12-03T13:03:34.649026Z".len(), "{line}");
+                humantime::parse_rfc3339(time).unwrap_or_else(|e| panic!("{time}: {e}"));
+                rest.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_access_line_is_the_one_tracing_would_write() {
+        let (tracing_text, ours) = both_formats(|| {
+            for (path, user, policy, latency) in [
+                ("/_cluster/health", "-", "-", 0.04),
+                (
+                    "/logs/_search",
+                    "alice",
+                    "allow on arn:aws:es:::domain/x/logs",
+                    1234.5,
+                ),
+                // Quotes, backslashes, control and non-ASCII characters: escaped as Debug does.
+                (
+                    "/a%20b/\"q\"",
+                    "bob \"the\" \\ builder\n",
+                    "deny (stmt\t1) ✓ \u{200b}",
+                    7.25,
+                ),
+            ] {
+                let peer: std::net::SocketAddr = "[::1]:40100".parse().unwrap();
+                tracing::info!(
+                    target: ACCESS_TARGET,
+                    method = %http::Method::POST,
+                    path = %path,
+                    status = 403u16,
+                    bytes_in = 18_446_744_073_709_551_615u64,
+                    bytes_out = 0u64,
+                    latency_ms = format_args!("{latency:.1}"),
+                    client = %peer,
+                    user,
+                    policy,
+                    complete = false,
+                    "request"
+                );
+            }
+            // Not the access log: tracing's formatter, as before.
+            tracing::warn!(target: "sigv4_proxy::upstream", cause = "reset", "other");
+        });
+        let expected = untimed(&tracing_text);
+        assert_eq!(expected.len(), 4, "{tracing_text}");
+        assert!(
+            expected[2].contains(r#"user="bob \"the\" \\ builder\n""#),
+            "{}",
+            expected[2]
+        );
+        assert_eq!(untimed(&ours), expected);
+    }
 
     /// A sink the test can read after the writer is done, optionally slow.
     #[derive(Clone, Default)]

@@ -763,7 +763,7 @@ fn log_request(r: &Record, complete: bool) {
         .finish(&r.method, r.status, r.bytes_in, r.bytes_out);
     let latency_ms = r.started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
-        target: "sigv4_proxy::access",
+        target: crate::logging::ACCESS_TARGET,
         method = %r.method,
         path = %r.path,
         status = r.status.as_u16(),
