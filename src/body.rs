@@ -87,8 +87,10 @@ impl SpooledBody {
     /// Reads a whole body, enforcing the limits. A declared length over the limit is refused
     /// before anything is read; an undeclared one as soon as it passes the limit.
     ///
-    /// The body is hashed as it arrives. Past the spill threshold, the pieces go to a writer
-    /// thread that writes them to the temporary file while the next ones are read and hashed.
+    /// The body is hashed as it arrives: on the worker while it is small, and past the spill
+    /// threshold by a hasher thread, while a writer thread writes the pieces to the temporary
+    /// file and the worker reads the next ones (the three in parallel: on a 32 MiB bulk the
+    /// hash alone is ~20 ms of one core).
     pub async fn read<B>(
         body: B,
         declared_len: Option<u64>,
@@ -102,6 +104,7 @@ impl SpooledBody {
             return Err(ProxyError::PayloadTooLarge { limit: limits.max });
         }
         let mut body = body;
+        // Hashes the body while it is in memory; a spilled body is hashed by its hasher thread.
         let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
         let mut received = Received::Memory(InMemory::new(declared_len, limits.spill_threshold));
         let mut len: u64 = 0;
@@ -124,15 +127,15 @@ impl SpooledBody {
             if len > limits.max {
                 return Err(ProxyError::PayloadTooLarge { limit: limits.max });
             }
-            // Hashed here, while the bytes are still in the cache.
-            hasher.update(&data);
             received = match received {
                 Received::Memory(memory) if len > limits.spill_threshold as u64 => {
-                    let mut spill = Spill::start(memory.into_pieces()).await?;
+                    let mut spill = Spill::start(memory.into_pieces(), hasher.clone()).await?;
                     spill.push(data).await?;
                     Received::Spill(spill)
                 }
                 Received::Memory(mut memory) => {
+                    // Hashed here, while the bytes are still in the cache.
+                    hasher.update(&data);
                     memory.push(data);
                     Received::Memory(memory)
                 }
@@ -142,21 +145,25 @@ impl SpooledBody {
                 }
             };
         }
-        let storage = match received {
+        let (storage, digest) = match received {
             Received::Memory(memory) => {
                 let pieces = memory.into_pieces();
-                Storage::Memory(if pieces.is_empty() {
+                let pieces = if pieces.is_empty() {
                     no_pieces()
                 } else {
                     pieces.into()
-                })
+                };
+                (Storage::Memory(pieces), hasher.finish())
             }
-            Received::Spill(spill) => Storage::File(spill.finish().await?),
+            Received::Spill(spill) => {
+                let (file, digest) = spill.finish().await?;
+                (Storage::File(file), digest)
+            }
         };
         Ok(SpooledBody {
             storage,
             len,
-            sha256_hex: sha256_hex(&hasher.finish()),
+            sha256_hex: sha256_hex(&digest),
         })
     }
 
@@ -258,54 +265,73 @@ impl InMemory {
     }
 }
 
-/// A body on its way to the spill file: gathered into [`FILE_CHUNK`]s and handed to a writer
-/// thread, which writes them in order while the next pieces are read.
+/// Pieces handed to the writer and the hasher together (shared, not copied).
+type Batch = Arc<Vec<Bytes>>;
+
+/// A body on its way to the spill file: its pieces, as they arrived, go in batches of about
+/// [`FILE_CHUNK`] to a writer thread, which writes them in order, and to a hasher thread.
 struct Spill {
-    chunk: BytesMut,
-    to_writer: tokio::sync::mpsc::Sender<Bytes>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    to_writer: tokio::sync::mpsc::Sender<Batch>,
+    to_hasher: tokio::sync::mpsc::Sender<Batch>,
     writer: JoinHandle<std::io::Result<std::fs::File>>,
+    hasher: JoinHandle<ring::digest::Digest>,
 }
 
 impl Spill {
-    /// Creates the file and starts its writer with `written`, the body so far.
-    async fn start(written: Vec<Bytes>) -> Result<Spill, ProxyError> {
+    /// Creates the file and starts the writer with `written`, the body so far, and the hasher
+    /// with `hasher`, the hash of it.
+    async fn start(
+        written: Vec<Bytes>,
+        mut hasher: ring::digest::Context,
+    ) -> Result<Spill, ProxyError> {
         let mut file = spawn_io(tempfile::tempfile).await?;
-        let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let (to_writer, mut batches) = tokio::sync::mpsc::channel::<Batch>(WRITE_AHEAD);
         let writer = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            for piece in written {
-                file.write_all(&piece)?;
-            }
-            while let Some(chunk) = chunks.blocking_recv() {
-                file.write_all(&chunk)?;
+            write_pieces(&mut file, &written)?;
+            while let Some(batch) = batches.blocking_recv() {
+                write_pieces(&mut file, &batch)?;
             }
             Ok(file)
         });
+        let (to_hasher, mut to_hash) = tokio::sync::mpsc::channel::<Batch>(WRITE_AHEAD);
+        let hasher = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = to_hash.blocking_recv() {
+                for piece in batch.iter() {
+                    hasher.update(piece);
+                }
+            }
+            hasher.finish()
+        });
         Ok(Spill {
-            chunk: BytesMut::with_capacity(FILE_CHUNK),
+            batch: Vec::new(),
+            batch_len: 0,
             to_writer,
+            to_hasher,
             writer,
+            hasher,
         })
     }
 
     async fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        if self.chunk.is_empty() && data.len() >= FILE_CHUNK {
-            return self.send(data).await;
-        }
-        self.chunk.extend_from_slice(&data);
-        if self.chunk.len() >= FILE_CHUNK {
-            let full = self.chunk.split().freeze();
-            self.chunk.reserve(FILE_CHUNK);
-            self.send(full).await?;
+        self.batch_len += data.len();
+        self.batch.push(data);
+        if self.batch_len >= FILE_CHUNK {
+            self.send().await?;
         }
         Ok(())
     }
 
-    async fn send(&mut self, chunk: Bytes) -> Result<(), ProxyError> {
-        if chunk.is_empty() {
+    async fn send(&mut self) -> Result<(), ProxyError> {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        if self.to_writer.send(chunk).await.is_err() {
+        self.batch_len = 0;
+        let batch: Batch = Arc::new(std::mem::take(&mut self.batch));
+        // The hasher only stops early if it panicked; `finish` reports that.
+        let _ = self.to_hasher.send(batch.clone()).await;
+        if self.to_writer.send(batch).await.is_err() {
             // The writer stopped: its error says why.
             return Err(match (&mut self.writer).await {
                 Ok(Err(e)) => spill_error(e),
@@ -316,18 +342,41 @@ impl Spill {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<Arc<SpillFile>, ProxyError> {
-        let rest = self.chunk.split().freeze();
-        self.send(rest).await?;
+    async fn finish(mut self) -> Result<(Arc<SpillFile>, ring::digest::Digest), ProxyError> {
+        self.send().await?;
         drop(self.to_writer);
-        match self.writer.await {
-            Ok(Ok(file)) => Ok(Arc::new(SpillFile(Some(file)))),
-            Ok(Err(e)) => Err(spill_error(e)),
-            Err(e) => Err(ProxyError::Internal(format!(
-                "temporary file task failed: {e}"
-            ))),
+        drop(self.to_hasher);
+        let file = match self.writer.await {
+            Ok(Ok(file)) => Arc::new(SpillFile(Some(file))),
+            Ok(Err(e)) => return Err(spill_error(e)),
+            Err(e) => {
+                return Err(ProxyError::Internal(format!(
+                    "temporary file task failed: {e}"
+                )))
+            }
+        };
+        let digest = self
+            .hasher
+            .await
+            .map_err(|e| ProxyError::Internal(format!("body hash task failed: {e}")))?;
+        Ok((file, digest))
+    }
+}
+
+/// Writes `pieces` in order, several per call.
+fn write_pieces(file: &mut std::fs::File, pieces: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 /// The spill file. Closing the last handle makes the kernel free the file's pages (8192 of them
