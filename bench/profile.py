@@ -3,6 +3,7 @@
 for before/after comparisons of code changes (the wall-clock benchmark is bench/run.sh).
 
     python3 bench/profile.py [BINARY] [N]
+    BENCH_PROXY_ARGS="--log-format json" python3 bench/profile.py   # extra proxy flags
 
 Starts the nginx upstream of bench.py, runs the proxy under `valgrind --tool=callgrind`, sends
 N sequential keep-alive GETs, then N 64 KiB search POSTs (one client, so the counts repeat),
@@ -13,6 +14,7 @@ The callgrind files stay in the printed directory for callgrind_annotate / kcach
 import http.client
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -69,7 +71,8 @@ def main():
         proxy = bench.Proc("proxy", [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
             "--listen", f"127.0.0.1:{proxy_port}", "--connect-to", f"127.0.0.1:{up_port}",
-            "--ca-bundle", os.path.join(d, "bench-ca.pem"), f"https://{bench.HOST}",
+            "--ca-bundle", os.path.join(d, "bench-ca.pem"),
+            *shlex.split(os.environ.get("BENCH_PROXY_ARGS", "")), f"https://{bench.HOST}",
         ], env=env, log_path=os.path.join(d, "proxy.log"))
         procs.append(proxy)
         bench.wait_port(proxy_port, timeout=120)
