@@ -468,6 +468,9 @@ def bench(d, procs):
     time.sleep(2)
     idle_end = status(pid)["VmRSS"]
     fds_end = fd_count(pid)
+    # Once idle for 10 s the proxy gives freed heap memory back (src/memory.rs).
+    time.sleep(13)
+    idle_later = status(pid)["VmRSS"]
 
     # ------------------------------------------------------------------ table
     def med(n, label, key):
@@ -521,7 +524,8 @@ def bench(d, procs):
     print("| proxy memory and CPU | value |")
     print("|---|---|")
     print(f"| idle RSS after start | {mb(idle_start)} |")
-    print(f"| idle RSS after the run | {mb(idle_end)} |")
+    print(f"| idle RSS 2 s after the run | {mb(idle_end)} |")
+    print(f"| idle RSS 15 s after the run | {mb(idle_later)} |")
     if bulk_runs:
         print(f"| peak RSS over {len(bulk_runs['proxy'])} sequential 32 MiB bulks (fresh process) | {mb(bulk_peak)}"
               f"{'' if reset_ok else ' (process peak: clear_refs not permitted)'} (load {bulk_load}) |")

@@ -44,6 +44,7 @@ pub mod headers;
 pub mod health;
 pub mod listeners;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -142,6 +143,7 @@ pub async fn run(
     if let Ok(mut current) = routes.write() {
         *current = listeners.all_routes();
     }
+    let trimmer = tokio::spawn(memory::release_when_idle(metrics.clone()));
     let mut reload = signals::reload();
     tokio::pin!(shutdown);
     loop {
@@ -171,6 +173,7 @@ pub async fn run(
         }
     }
     listeners.shutdown().await;
+    trimmer.abort();
     if let Some(admin) = admin {
         admin.abort();
     }

@@ -252,6 +252,17 @@ impl Metrics {
         })
     }
 
+    /// When the endpoint last answered (milliseconds since 1970; 0: never), to tell whether
+    /// it has answered since an earlier look.
+    pub fn last_answer_mark(&self) -> u64 {
+        self.last_answer_ms.load(Ordering::Relaxed)
+    }
+
+    /// Requests being handled now, over every route.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
     /// How long ago the endpoint last answered; `None` if it never did.
     pub fn since_upstream_answered(&self) -> Option<Duration> {
         let ms = self.last_answer_ms.load(Ordering::Relaxed);
