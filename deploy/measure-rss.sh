@@ -75,5 +75,5 @@ wrk.body = string.rep("{\"index\":{}}\n{\"msg\":\"0123456789abcdef0123456789abcd
 LUA
 wrk -t2 -c20 -d10s -s post.lua "http://127.0.0.1:$PROXY/logs/_bulk" | grep -E "requests in|Requests/sec|Non-2xx"
 echo "== after wrk -t2 -c20 -d10s POST _bulk, 500 KB bodies (below the 1 MiB spill threshold)"; rss
-sleep 5
-echo "== idle again, 5 s later"; rss
+sleep 15
+echo "== idle again, 15 s later (freed memory is given back after 10 s idle)"; rss
