@@ -229,7 +229,8 @@ enum Received {
     Spill(Spill),
 }
 
-/// A body below the spill threshold, kept in the pieces it came in.
+/// A body below the spill threshold, kept in the pieces it came in; also a spilled body's
+/// next batch.
 struct InMemory {
     pieces: Vec<Bytes>,
     /// Small pieces, copied together.
@@ -258,20 +259,27 @@ impl InMemory {
 
     /// Every piece, in order.
     fn into_pieces(mut self) -> Vec<Bytes> {
+        self.take()
+    }
+
+    /// Every piece so far, in order, leaving none.
+    fn take(&mut self) -> Vec<Bytes> {
         if !self.gathering.is_empty() {
             self.pieces.push(self.gathering.split().freeze());
         }
-        self.pieces
+        std::mem::take(&mut self.pieces)
     }
 }
 
 /// Pieces handed to the writer and the hasher together (shared, not copied).
 type Batch = Arc<Vec<Bytes>>;
 
-/// A body on its way to the spill file: its pieces, as they arrived, go in batches of about
-/// [`FILE_CHUNK`] to a writer thread, which writes them in order, and to a hasher thread.
+/// A body on its way to the spill file: its pieces go in batches of about [`FILE_CHUNK`] to a
+/// writer thread, which writes them in order, and to a hasher thread. Pieces are kept as they
+/// arrived, small ones gathered as in memory (a body of 1-byte chunks would otherwise make a
+/// batch of 262,144 pieces).
 struct Spill {
-    batch: Vec<Bytes>,
+    batch: InMemory,
     batch_len: usize,
     to_writer: tokio::sync::mpsc::Sender<Batch>,
     to_hasher: tokio::sync::mpsc::Sender<Batch>,
@@ -305,7 +313,7 @@ impl Spill {
             hasher.finish()
         });
         Ok(Spill {
-            batch: Vec::new(),
+            batch: InMemory::new(None, 0),
             batch_len: 0,
             to_writer,
             to_hasher,
@@ -324,11 +332,12 @@ impl Spill {
     }
 
     async fn send(&mut self) -> Result<(), ProxyError> {
-        if self.batch.is_empty() {
+        let pieces = self.batch.take();
+        if pieces.is_empty() {
             return Ok(());
         }
         self.batch_len = 0;
-        let batch: Batch = Arc::new(std::mem::take(&mut self.batch));
+        let batch: Batch = Arc::new(pieces);
         // The hasher only stops early if it panicked; `finish` reports that.
         let _ = self.to_hasher.send(batch.clone()).await;
         if self.to_writer.send(batch).await.is_err() {
@@ -712,6 +721,32 @@ mod tests {
             b.reader().read_to_end(&mut read).unwrap();
             assert_eq!(read, data, "round {round}, reader");
         }
+    }
+
+    #[tokio::test]
+    async fn a_spilled_body_of_tiny_chunks_is_batched_in_few_pieces() {
+        let total = 2 * FILE_CHUNK + 77;
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut spill = Spill::start(Vec::new(), context).await.unwrap();
+        let mut most = 0;
+        for byte in &data {
+            spill.push(Bytes::copy_from_slice(&[*byte])).await.unwrap();
+            most = most.max(spill.batch.pieces.len());
+        }
+        // Gathered as they come: a batch holds ~FILE_CHUNK / KEEP_AS_IS pieces, not one per byte.
+        assert!(
+            most <= FILE_CHUNK / KEEP_AS_IS + 1,
+            "{most} pieces in one batch"
+        );
+        let (file, digest) = spill.finish().await.unwrap();
+        let mut written = vec![0u8; total];
+        std::os::unix::fs::FileExt::read_exact_at(&**file, &mut written, 0).unwrap();
+        assert!(written == data, "the file holds other bytes");
+        assert_eq!(
+            digest.as_ref(),
+            ring::digest::digest(&ring::digest::SHA256, &data).as_ref()
+        );
     }
 
     #[tokio::test]
