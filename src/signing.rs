@@ -53,12 +53,15 @@ pub fn wire_query(raw: &str) -> Result<String, ProxyError> {
     Ok(out)
 }
 
-fn push_component(out: &mut String, raw: &str) -> Result<(), ProxyError> {
-    // Most names and values (`pretty`, `size=10`, `format=json`) are already in that form.
-    if raw
-        .bytes()
+/// Whether a query name or value is already in RFC 3986 form: unreserved characters only, as
+/// most are (`pretty`, `size=10`, `format=json`).
+fn is_unreserved(raw: &str) -> bool {
+    raw.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-    {
+}
+
+fn push_component(out: &mut String, raw: &str) -> Result<(), ProxyError> {
+    if is_unreserved(raw) {
         out.push_str(raw);
         return Ok(());
     }
@@ -499,10 +502,7 @@ fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
 
 /// One query name or value in canonical form ([`wire_query`]'s); borrowed when it already is.
 fn query_component(raw: &str) -> Result<Cow<'_, str>, ProxyError> {
-    if raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-    {
+    if is_unreserved(raw) {
         return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len() + 8);
