@@ -411,12 +411,8 @@ impl Drop for SpillFile {
 }
 
 fn sha256_hex(digest: &ring::digest::Digest) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 64];
-    for (pair, &b) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
+    crate::signing::write_hex(&mut hex, digest.as_ref());
     hex
 }
 

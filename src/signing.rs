@@ -361,14 +361,24 @@ const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
 const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
-/// Appends `bytes` in lowercase hex (the `hex` crate builds its string a `char` at a time, which
-/// showed in the per-request profile).
-pub fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Writes `bytes` in lowercase hex into `out`, two digits a byte, as far as `out` reaches (the
+/// `hex` crate builds its string a `char` at a time, which showed in the per-request profile).
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+/// Appends `bytes` in lowercase hex.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
     out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    for chunk in bytes.chunks(32) {
+        let mut digits = [0u8; 64];
+        let digits = &mut digits[..chunk.len() * 2];
+        write_hex(digits, chunk);
+        out.push_str(std::str::from_utf8(digits).expect("hex digits"));
     }
 }
 
