@@ -235,6 +235,8 @@ struct InMemory {
     pieces: Vec<Bytes>,
     /// Small pieces, copied together.
     gathering: BytesMut,
+    /// Bytes held, in `pieces` and `gathering`.
+    len: usize,
 }
 
 impl InMemory {
@@ -243,10 +245,12 @@ impl InMemory {
         InMemory {
             pieces: Vec::with_capacity(expected.div_ceil(KEEP_AS_IS)),
             gathering: BytesMut::new(),
+            len: 0,
         }
     }
 
     fn push(&mut self, data: Bytes) {
+        self.len += data.len();
         if data.len() >= KEEP_AS_IS && self.gathering.is_empty() {
             self.pieces.push(data);
             return;
@@ -267,6 +271,7 @@ impl InMemory {
         if !self.gathering.is_empty() {
             self.pieces.push(self.gathering.split().freeze());
         }
+        self.len = 0;
         std::mem::take(&mut self.pieces)
     }
 }
@@ -280,7 +285,6 @@ type Batch = Arc<Vec<Bytes>>;
 /// batch of 262,144 pieces).
 struct Spill {
     batch: InMemory,
-    batch_len: usize,
     to_writer: tokio::sync::mpsc::Sender<Batch>,
     to_hasher: tokio::sync::mpsc::Sender<Batch>,
     writer: JoinHandle<std::io::Result<std::fs::File>>,
@@ -314,7 +318,6 @@ impl Spill {
         });
         Ok(Spill {
             batch: InMemory::new(None, 0),
-            batch_len: 0,
             to_writer,
             to_hasher,
             writer,
@@ -323,9 +326,8 @@ impl Spill {
     }
 
     async fn push(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        self.batch_len += data.len();
         self.batch.push(data);
-        if self.batch_len >= FILE_CHUNK {
+        if self.batch.len >= FILE_CHUNK {
             self.send().await?;
         }
         Ok(())
@@ -336,16 +338,14 @@ impl Spill {
         if pieces.is_empty() {
             return Ok(());
         }
-        self.batch_len = 0;
         let batch: Batch = Arc::new(pieces);
         // The hasher only stops early if it panicked; `finish` reports that.
         let _ = self.to_hasher.send(batch.clone()).await;
         if self.to_writer.send(batch).await.is_err() {
             // The writer stopped: its error says why.
-            return Err(match (&mut self.writer).await {
-                Ok(Err(e)) => spill_error(e),
-                Ok(Ok(_)) => ProxyError::Internal("temporary file writer ended early".into()),
-                Err(e) => ProxyError::Internal(format!("temporary file task failed: {e}")),
+            return Err(match written((&mut self.writer).await) {
+                Err(e) => e,
+                Ok(_) => ProxyError::Internal("temporary file writer ended early".into()),
             });
         }
         Ok(())
@@ -355,20 +355,24 @@ impl Spill {
         self.send().await?;
         drop(self.to_writer);
         drop(self.to_hasher);
-        let file = match self.writer.await {
-            Ok(Ok(file)) => Arc::new(SpillFile(Some(file))),
-            Ok(Err(e)) => return Err(spill_error(e)),
-            Err(e) => {
-                return Err(ProxyError::Internal(format!(
-                    "temporary file task failed: {e}"
-                )))
-            }
-        };
+        let file = Arc::new(SpillFile(Some(written(self.writer.await)?)));
         let digest = self
             .hasher
             .await
             .map_err(|e| ProxyError::Internal(format!("body hash task failed: {e}")))?;
         Ok((file, digest))
+    }
+}
+
+/// The writer thread's outcome: the written file, or why there is none.
+fn written(
+    joined: Result<std::io::Result<std::fs::File>, tokio::task::JoinError>,
+) -> Result<std::fs::File, ProxyError> {
+    match joined {
+        Ok(result) => result.map_err(spill_error),
+        Err(e) => Err(ProxyError::Internal(format!(
+            "temporary file task failed: {e}"
+        ))),
     }
 }
 
@@ -510,7 +514,7 @@ impl OutboundBody {
     pub fn empty() -> OutboundBody {
         OutboundBody {
             source: Source::Memory {
-                pieces: Arc::new([]),
+                pieces: no_pieces(),
                 next: 0,
             },
             remaining: 0,
