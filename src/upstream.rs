@@ -578,11 +578,10 @@ struct LiveConn {
     host: String,
     port: u16,
     peer: SocketAddr,
+    /// The pool's handle, from the first response on the connection (`None`: unadopted).
     capture: Option<CaptureConnection>,
-    /// Retired before any response captured its pool handle: poison on adoption.
+    /// Retired before any response captured its pool handle: poisoned on adoption.
     retired: bool,
-    /// A response on it has been seen (and its handle kept, or the connection poisoned).
-    adopted: bool,
 }
 
 struct LiveGuard {
@@ -593,7 +592,7 @@ struct LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         if let Ok(mut conns) = self.live.conns.lock() {
-            if conns.remove(&self.id).is_some_and(|c| !c.adopted) {
+            if conns.remove(&self.id).is_some_and(|c| c.capture.is_none()) {
                 self.live.unadopted.fetch_sub(1, Ordering::AcqRel);
             }
         }
@@ -612,7 +611,6 @@ impl Live {
                     peer,
                     capture: None,
                     retired: false,
-                    adopted: false,
                 },
             );
             self.unadopted.fetch_add(1, Ordering::AcqRel);
@@ -641,18 +639,16 @@ impl Live {
             return;
         };
         if let Some(conn) = conns.get_mut(&id) {
-            if conn.adopted {
+            if conn.capture.is_some() {
                 return;
             }
-            conn.adopted = true;
-            self.unadopted.fetch_sub(1, Ordering::AcqRel);
             if conn.retired {
                 if let Some(c) = capture.connection_metadata().as_ref() {
                     c.poison();
                 }
-            } else {
-                conn.capture = Some(capture);
             }
+            conn.capture = Some(capture);
+            self.unadopted.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
