@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::support::http::try_send;
+use crate::support::http::{try_connection, try_send};
 use crate::support::proxy::{clean_env, upstream_args, ProxyProcess};
 use crate::support::sigv4::{
     self, sha256_hex, CanonicalOptions, ReceivedRequest, SigError, VerifyContext,
@@ -733,14 +733,7 @@ async fn through_proxy(addr: SocketAddr, case: &Case, ep: &Endpoint) -> Outcome 
 /// gave up waiting for the client to have it?
 async fn streamed(addr: SocketAddr, target: &str, gate: &Gate) -> Outcome {
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
+        let mut sender = try_connection(addr).await?;
         let req = http::Request::get(target)
             .header("host", addr.to_string())
             .body(http_body_util::Empty::<Bytes>::new())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::support::http::{get, raw, send, Resp};
+use crate::support::http::{connection, get, raw, send, Resp};
 use crate::support::{Creds, Gate, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -375,12 +375,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = connection(addr).await;
     let req = http::Request::post(target)
         .header("host", "localhost")
         .body(body)
@@ -516,12 +511,7 @@ async fn a_large_response_streams_through_intact() {
     let len: u64 = 96 << 20;
     up.add_route("GET", "/_snapshot/big", Reply::streamed(len));
     let proxy = TestProxy::start(&up, &creds(), &[]).await;
-    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = connection(proxy.addr()).await;
     let resp = sender
         .send_request(
             http::Request::get("/_snapshot/big")
@@ -891,12 +881,7 @@ async fn a_response_reaches_the_client_while_the_endpoint_is_still_sending_it() 
         .await;
     let proxy = TestProxy::start(&up, &creds(), &[]).await;
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = connection(proxy.addr()).await;
         let req = http::Request::get("/stream")
             .header("host", proxy.addr().to_string())
             .body(http_body_util::Empty::<Bytes>::new())

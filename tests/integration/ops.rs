@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::connect_proxy::ConnectProxy;
-use crate::support::http::{get, raw, send};
+use crate::support::http::{connection, get, raw, send};
 use crate::support::proxy::{provider, upstream_args};
 use crate::support::{Creds, ProxyProcess, Reply, TestProxy, TestUpstream};
 
@@ -201,12 +201,7 @@ async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_change
         .unwrap();
     let addr = *listeners.bound().values().next().unwrap();
     // A keep-alive connection opened before the reload.
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = connection(addr).await;
     let mut ask = async |path: &str| {
         let req = http::Request::get(path)
             .header("host", addr.to_string())

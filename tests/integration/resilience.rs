@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::http::{get, send, Resp};
+use crate::support::http::{connection, get, send, Resp};
 use crate::support::proxy::upstream_args;
 use crate::support::upstream::generated_byte;
 use crate::support::{Creds, IdleClose, ProxyProcess, Reply, TestProxy, TestUpstream};
@@ -431,12 +431,7 @@ async fn start_binary(up: &TestUpstream, extra: &[&str]) -> ProxyProcess {
 type KeptAlive = hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>;
 
 async fn keep_alive_after_one_request(addr: std::net::SocketAddr) -> KeptAlive {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = connection(addr).await;
     let resp = sender
         .send_request(
             http::Request::get("/_cluster/health")

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,11 +72,39 @@ pub async fn get(addr: SocketAddr, target: &str) -> Resp {
     send(addr, "GET", target, &[], Bytes::new()).await
 }
 
+/// An HTTP/1.1 connection to `addr` with its driver on a task of its own, for requests whose
+/// bodies a test sends or reads as streams.
+pub async fn connection<B>(addr: SocketAddr) -> SendRequest<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    try_connection(addr).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`connection`], with a refused connection or a failed handshake as an `Err` saying which.
+pub async fn try_connection<B>(addr: SocketAddr) -> Result<SendRequest<B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 /// One kept-alive HTTP/1.1 connection to the proxy, for requests that must share it (the
 /// proxy serves a client connection on one worker, with that worker's upstream pool).
 pub struct KeepAlive {
     addr: SocketAddr,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    sender: SendRequest<Full<Bytes>>,
 }
 
 impl KeepAlive {
@@ -86,13 +115,7 @@ impl KeepAlive {
     }
 
     async fn try_connect(addr: SocketAddr) -> Result<KeepAlive, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
+        let sender = try_connection(addr).await?;
         Ok(KeepAlive { addr, sender })
     }
 
