@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::BehaviorVersion;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::region::Region;
@@ -35,6 +38,62 @@ pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> Sdk
         loader = loader.region(Region::new(region.to_string()));
     }
     loader.load().await
+}
+
+/// aws-config's default credential chain, with everything after its first source loaded only
+/// when that source has nothing.
+///
+/// The chain asks the environment (`AWS_ACCESS_KEY_ID`, ...) first, whatever the profile. Only
+/// when the environment has no credentials is the rest of the SDK configuration loaded (profile
+/// files, the HTTPS client with the system CA store, the SSO/STS clients and their endpoint
+/// rules) and its chain asked, once loaded, from then on. With credentials in the environment
+/// none of that is built: start-up is quicker and ~2 MiB less of the executable is paged in.
+/// `profile` and `region` are what [`load_sdk_config`] would get.
+pub fn default_chain(profile: Option<String>, region: Option<String>) -> SharedCredentialsProvider {
+    let rest = LoadedOnFirstUse {
+        profile,
+        region,
+        chain: tokio::sync::OnceCell::new(),
+    };
+    SharedCredentialsProvider::new(
+        CredentialsProviderChain::first_try(
+            "Environment",
+            EnvironmentVariableCredentialsProvider::new(),
+        )
+        .or_else("DefaultChain", rest),
+    )
+}
+
+/// The SDK configuration's credential chain, loaded when first asked.
+#[derive(Debug)]
+struct LoadedOnFirstUse {
+    profile: Option<String>,
+    region: Option<String>,
+    chain: tokio::sync::OnceCell<Option<SharedCredentialsProvider>>,
+}
+
+impl ProvideCredentials for LoadedOnFirstUse {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| async {
+                    load_sdk_config(self.profile.as_deref(), self.region.as_deref())
+                        .await
+                        .credentials_provider()
+                })
+                .await;
+            match chain {
+                Some(chain) => chain.provide_credentials().await,
+                None => Err(CredentialsError::not_loaded(
+                    "the AWS configuration has no credentials provider",
+                )),
+            }
+        })
+    }
 }
 
 /// The role in `role`, assumed with the credentials `base` provides (uncached: the assume-role

@@ -75,23 +75,36 @@ pub const VERSION: &str = env!("SIGV4_PROXY_VERSION");
 /// Missing credentials do not stop the proxy: requests get 503 until some appear.
 /// Every route's proxy counts into `metrics`.
 pub async fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
-    let sdk = load_sdk_config(config.profile.as_deref(), config.region.as_deref()).await;
-    let region = config
-        .region
-        .clone()
-        .or_else(|| sdk.region().map(|r| r.to_string()))
-        .ok_or_else(|| config::ConfigError(config::no_region_message(config.profile.as_deref())))?;
-    let mut provider = sdk
-        .credentials_provider()
-        .context("the AWS configuration has no credentials provider")?;
-    if let Some(role) = &config.role {
-        tracing::info!(
-            role_arn = %role.arn,
-            session_name = %role.session_name,
-            "assuming the role with the credentials of the default chain"
-        );
-        provider = credentials::assume_role(role, &sdk, provider).await;
-    }
+    let (region, provider) = match (&config.region, &config.role) {
+        // Nothing else needs the SDK configuration: it is loaded only if the environment has no
+        // credentials.
+        (Some(region), None) => (
+            region.clone(),
+            credentials::default_chain(config.profile.clone(), Some(region.clone())),
+        ),
+        _ => {
+            let sdk = load_sdk_config(config.profile.as_deref(), config.region.as_deref()).await;
+            let region = config
+                .region
+                .clone()
+                .or_else(|| sdk.region().map(|r| r.to_string()))
+                .ok_or_else(|| {
+                    config::ConfigError(config::no_region_message(config.profile.as_deref()))
+                })?;
+            let mut provider = sdk
+                .credentials_provider()
+                .context("the AWS configuration has no credentials provider")?;
+            if let Some(role) = &config.role {
+                tracing::info!(
+                    role_arn = %role.arn,
+                    session_name = %role.session_name,
+                    "assuming the role with the credentials of the default chain"
+                );
+                provider = credentials::assume_role(role, &sdk, provider).await;
+            }
+            (region, provider)
+        }
+    };
     let credentials = CredentialCache::new(metrics.count_credentials(provider));
     if let Err(err) = credentials.get().await {
         tracing::warn!(cause = %err, "no AWS credentials yet; requests will get 503 until credentials can be loaded");

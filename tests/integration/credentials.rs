@@ -184,6 +184,40 @@ async fn profile_with_static_keys_by_flag_and_by_aws_profile() {
     assert_no_secrets(&by_flag, &[STATIC_SECRET]).await;
 }
 
+/// The proxy asks the environment before it loads anything else of the SDK configuration; the
+/// order stays the SDK's: environment keys win over a profile, even one named by `--profile`,
+/// and a half-set environment (no secret) falls through to the profile.
+#[tokio::test]
+async fn environment_keys_come_before_the_profile_as_in_the_sdk_chain() {
+    let up = upstream(&[Creds::new(STATIC_KEY, STATIC_SECRET)]).await;
+    let home = AwsHome::new(
+        "[profile work]\nregion = us-east-1\n",
+        "[default]\naws_access_key_id = AKIADEFAULTWRONG0000\naws_secret_access_key = nope\n\
+         [work]\naws_access_key_id = AKIAWORKWRONG0000000\naws_secret_access_key = nope\n",
+    );
+    let mut both = home.env();
+    both.extend(env(&[
+        ("AWS_ACCESS_KEY_ID", STATIC_KEY),
+        ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET),
+    ]));
+    for args in [&[][..], &["--profile", "work"][..]] {
+        let proxy = start(&up, args, &both).await;
+        assert_signed_ok(&proxy, &up).await;
+        assert_eq!(signed_key(&up), STATIC_KEY);
+        assert_logged_source(&proxy, "EnvironmentVariable", STATIC_KEY).await;
+    }
+
+    let right = AwsHome::new(
+        "",
+        &format!("[default]\naws_access_key_id = {STATIC_KEY}\naws_secret_access_key = {STATIC_SECRET}\n"),
+    );
+    let mut half = right.env();
+    half.extend(env(&[("AWS_ACCESS_KEY_ID", "AKIAHALFSETWRONG0000")]));
+    let proxy = start(&up, &[], &half).await;
+    assert_signed_ok(&proxy, &up).await;
+    assert_logged_source(&proxy, "ProfileFile", STATIC_KEY).await;
+}
+
 #[tokio::test]
 async fn profile_role_arn_with_source_profile_assumes_the_role_with_the_source_keys() {
     let up = upstream(&[]).await;
