@@ -354,6 +354,8 @@ def main():
 
 def bench(d, procs):
     log(f"work directory {d}; load average {loadavg()}")
+    import symbol_order  # here: it imports this module
+    log(symbol_order.check(BINARY))
     make_certs(d)
     with open(os.path.join(d, "big.bin"), "wb") as f:
         f.truncate(STREAM_BYTES)  # sparse: costs no disk

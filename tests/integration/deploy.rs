@@ -896,3 +896,42 @@ async fn health_asks_a_running_proxy_and_fails_fast_otherwise() {
     let (code, _, _) = health(&["--timeout".into(), "soon".into()]).await;
     assert_eq!(code, Some(64));
 }
+
+/// `build/symbol-order.txt` (see build.rs, bench/symbol_order.py) is only worth its place when it
+/// names what a request runs, in the names of the compiler the image builds with.
+#[test]
+fn the_symbol_order_lists_the_request_path_for_the_images_toolchain() {
+    let text = file("build/symbol-order.txt");
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# rustc "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a `# rustc X.Y.Z` line");
+    let docker = file("deploy/Dockerfile");
+    let pinned = docker
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION=");
+    assert!(
+        version.starts_with(&format!("{pinned}.")),
+        "the list is rustc {version}'s names; the image builds with {pinned}: regenerate it or pin the image"
+    );
+    let names: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "a function listed twice");
+    for part in [
+        "5proxy5Proxy7forward",
+        "7signing6Signer4sign",
+        "4body10sha256_hex",
+        "8upstream14UpstreamClient4send",
+        "sha256_block_data_order",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(part)),
+            "no `{part}` in the list: was it generated with bench/symbol_order.py's workload?"
+        );
+    }
+}
