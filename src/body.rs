@@ -48,13 +48,26 @@ const READ_AHEAD: usize = 2;
 /// (a chunked body's small chunks) are gathered so the endpoint gets few, full frames.
 const KEEP_AS_IS: usize = 8 * 1024;
 
-/// A fully received request body with its SHA-256, in memory or in a temporary file.
+/// What the signature says of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// Its SHA-256 (the default): the body is hashed as it arrives.
+    Signed,
+    /// `UNSIGNED-PAYLOAD` (`--unsigned-payload`): the body is not hashed.
+    Unsigned,
+}
+
+/// The payload hash of a body that is not signed.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// A fully received request body with its SHA-256 (unless unsigned), in memory or in a
+/// temporary file.
 #[derive(Clone, Debug)]
 pub struct SpooledBody {
     storage: Storage,
     len: u64,
-    /// Kept inline: no allocation per request for it.
-    sha256_hex: [u8; 64],
+    /// Lowercase hex; kept inline: no allocation per request for it. None: unsigned.
+    sha256_hex: Option<[u8; 64]>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,7 +88,7 @@ impl SpooledBody {
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
         SpooledBody {
             len: bytes.len() as u64,
-            sha256_hex: sha256_hex(&digest),
+            sha256_hex: Some(sha256_hex(&digest)),
             storage: Storage::Memory(if bytes.is_empty() {
                 no_pieces()
             } else {
@@ -90,11 +103,12 @@ impl SpooledBody {
     /// The body is hashed as it arrives: on the worker while it is small, and past the spill
     /// threshold by a hasher thread, while a writer thread writes the pieces to the temporary
     /// file and the worker reads the next ones (the three in parallel: on a 32 MiB bulk the
-    /// hash alone is ~20 ms of one core).
+    /// hash alone is ~20 ms of one core). An unsigned `payload` is not hashed at all.
     pub async fn read<B>(
         body: B,
         declared_len: Option<u64>,
         limits: BodyLimits,
+        payload: Payload,
     ) -> Result<SpooledBody, ProxyError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -105,7 +119,8 @@ impl SpooledBody {
         }
         let mut body = body;
         // Hashes the body while it is in memory; a spilled body is hashed by its hasher thread.
-        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut hasher =
+            (payload == Payload::Signed).then(|| ring::digest::Context::new(&ring::digest::SHA256));
         let mut received = Received::Memory(InMemory::new(declared_len, limits.spill_threshold));
         let mut len: u64 = 0;
         loop {
@@ -135,7 +150,9 @@ impl SpooledBody {
                 }
                 Received::Memory(mut memory) => {
                     // Hashed here, while the bytes are still in the cache.
-                    hasher.update(&data);
+                    if let Some(hasher) = &mut hasher {
+                        hasher.update(&data);
+                    }
                     memory.push(data);
                     Received::Memory(memory)
                 }
@@ -153,7 +170,7 @@ impl SpooledBody {
                 } else {
                     pieces.into()
                 };
-                (Storage::Memory(pieces), hasher.finish())
+                (Storage::Memory(pieces), hasher.map(|h| h.finish()))
             }
             Received::Spill(spill) => {
                 let (file, digest) = spill.finish().await?;
@@ -163,7 +180,7 @@ impl SpooledBody {
         Ok(SpooledBody {
             storage,
             len,
-            sha256_hex: sha256_hex(&digest),
+            sha256_hex: digest.map(|d| sha256_hex(&d)),
         })
     }
 
@@ -180,9 +197,13 @@ impl SpooledBody {
         matches!(self.storage, Storage::File(_))
     }
 
-    /// Lowercase hex SHA-256 of the body, as `x-amz-content-sha256` wants it.
-    pub fn sha256_hex(&self) -> &str {
-        std::str::from_utf8(&self.sha256_hex).expect("hex digits")
+    /// What `x-amz-content-sha256` says and the signature covers: the lowercase hex SHA-256
+    /// of the body, or [`UNSIGNED_PAYLOAD`].
+    pub fn payload_hash(&self) -> &str {
+        match &self.sha256_hex {
+            Some(hex) => std::str::from_utf8(hex).expect("hex digits"),
+            None => UNSIGNED_PAYLOAD,
+        }
     }
 
     /// A body to send upstream; cheap, and may be called again for a retry.
@@ -280,23 +301,28 @@ impl InMemory {
 type Batch = Arc<Vec<Bytes>>;
 
 /// A body on its way to the spill file: its pieces go in batches of about [`FILE_CHUNK`] to a
-/// writer thread, which writes them in order, and to a hasher thread. Pieces are kept as they
+/// writer thread, which writes them in order, and to a hasher thread (for a signed payload). Pieces are kept as they
 /// arrived, small ones gathered as in memory (a body of 1-byte chunks would otherwise make a
 /// batch of 262,144 pieces).
 struct Spill {
     batch: InMemory,
     to_writer: tokio::sync::mpsc::Sender<Batch>,
-    to_hasher: tokio::sync::mpsc::Sender<Batch>,
+    /// None for an unsigned payload.
+    hasher: Option<Hasher>,
     writer: JoinHandle<std::io::Result<std::fs::File>>,
-    hasher: JoinHandle<ring::digest::Digest>,
+}
+
+struct Hasher {
+    to_hasher: tokio::sync::mpsc::Sender<Batch>,
+    thread: JoinHandle<ring::digest::Digest>,
 }
 
 impl Spill {
     /// Creates the file and starts the writer with `written`, the body so far, and the hasher
-    /// with `hasher`, the hash of it.
+    /// (if any) with `hasher`, the hash of it.
     async fn start(
         written: Vec<Bytes>,
-        mut hasher: ring::digest::Context,
+        hasher: Option<ring::digest::Context>,
     ) -> Result<Spill, ProxyError> {
         let mut file = spawn_io(tempfile::tempfile).await?;
         let (to_writer, mut batches) = tokio::sync::mpsc::channel::<Batch>(WRITE_AHEAD);
@@ -307,21 +333,23 @@ impl Spill {
             }
             Ok(file)
         });
-        let (to_hasher, mut to_hash) = tokio::sync::mpsc::channel::<Batch>(WRITE_AHEAD);
-        let hasher = tokio::task::spawn_blocking(move || {
-            while let Some(batch) = to_hash.blocking_recv() {
-                for piece in batch.iter() {
-                    hasher.update(piece);
+        let hasher = hasher.map(|mut hasher| {
+            let (to_hasher, mut to_hash) = tokio::sync::mpsc::channel::<Batch>(WRITE_AHEAD);
+            let thread = tokio::task::spawn_blocking(move || {
+                while let Some(batch) = to_hash.blocking_recv() {
+                    for piece in batch.iter() {
+                        hasher.update(piece);
+                    }
                 }
-            }
-            hasher.finish()
+                hasher.finish()
+            });
+            Hasher { to_hasher, thread }
         });
         Ok(Spill {
             batch: InMemory::new(None, 0),
             to_writer,
-            to_hasher,
-            writer,
             hasher,
+            writer,
         })
     }
 
@@ -339,8 +367,10 @@ impl Spill {
             return Ok(());
         }
         let batch: Batch = Arc::new(pieces);
-        // The hasher only stops early if it panicked; `finish` reports that.
-        let _ = self.to_hasher.send(batch.clone()).await;
+        if let Some(hasher) = &self.hasher {
+            // The hasher only stops early if it panicked; `finish` reports that.
+            let _ = hasher.to_hasher.send(batch.clone()).await;
+        }
         if self.to_writer.send(batch).await.is_err() {
             // The writer stopped: its error says why.
             return Err(match written((&mut self.writer).await) {
@@ -351,15 +381,24 @@ impl Spill {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<(Arc<SpillFile>, ring::digest::Digest), ProxyError> {
+    async fn finish(
+        mut self,
+    ) -> Result<(Arc<SpillFile>, Option<ring::digest::Digest>), ProxyError> {
         self.send().await?;
         drop(self.to_writer);
-        drop(self.to_hasher);
+        let hasher = self.hasher.map(|Hasher { to_hasher, thread }| {
+            drop(to_hasher);
+            thread
+        });
         let file = Arc::new(SpillFile(Some(written(self.writer.await)?)));
-        let digest = self
-            .hasher
-            .await
-            .map_err(|e| ProxyError::Internal(format!("body hash task failed: {e}")))?;
+        let digest = match hasher {
+            Some(thread) => Some(
+                thread
+                    .await
+                    .map_err(|e| ProxyError::Internal(format!("body hash task failed: {e}")))?,
+            ),
+            None => None,
+        };
         Ok((file, digest))
     }
 }
@@ -631,13 +670,14 @@ mod tests {
             Full::new(Bytes::from_static(b"hello")),
             Some(5),
             limits(100, 10),
+            Payload::Signed,
         )
         .await
         .unwrap();
         assert!(!b.is_spilled());
         assert_eq!(b.len(), 5);
         assert_eq!(
-            b.sha256_hex(),
+            b.payload_hash(),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(collect(b.to_outbound()).await, b"hello");
@@ -652,13 +692,14 @@ mod tests {
             Full::new(Bytes::from(data.clone())),
             None,
             limits(10 << 20, 1024),
+            Payload::Signed,
         )
         .await
         .unwrap();
         assert!(b.is_spilled());
         assert_eq!(b.len(), data.len() as u64);
         let expect = hex::encode(ring::digest::digest(&ring::digest::SHA256, &data).as_ref());
-        assert_eq!(b.sha256_hex(), expect);
+        assert_eq!(b.payload_hash(), expect);
         let out = b.to_outbound();
         assert_eq!(out.size_hint().exact(), Some(data.len() as u64));
         assert_eq!(collect(out).await, data);
@@ -701,15 +742,22 @@ mod tests {
                 at += n;
             }
             let spill = [1, 100, KEEP_AS_IS, 40_000, 1 << 20][next(5)];
-            let b = SpooledBody::read(chunked(parts), None, limits(10 << 20, spill))
+            // Unsigned bodies take the same paths without a hash.
+            let payload = [Payload::Signed, Payload::Unsigned][next(2)];
+            let b = SpooledBody::read(chunked(parts), None, limits(10 << 20, spill), payload)
                 .await
                 .unwrap();
             assert_eq!(b.is_spilled(), total > spill, "round {round}");
-            let expect = hex::encode(ring::digest::digest(&ring::digest::SHA256, &data).as_ref());
+            let expect = match payload {
+                Payload::Signed => {
+                    hex::encode(ring::digest::digest(&ring::digest::SHA256, &data).as_ref())
+                }
+                Payload::Unsigned => UNSIGNED_PAYLOAD.to_string(),
+            };
             assert_eq!(
-                b.sha256_hex(),
+                b.payload_hash(),
                 expect,
-                "round {round}: {total} bytes, spill at {spill}"
+                "round {round}: {total} bytes, spill at {spill}, {payload:?}"
             );
             assert_eq!(collect(b.to_outbound()).await, data, "round {round}");
             assert_eq!(
@@ -728,7 +776,7 @@ mod tests {
         let total = 2 * FILE_CHUNK + 77;
         let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
         let context = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut spill = Spill::start(Vec::new(), context).await.unwrap();
+        let mut spill = Spill::start(Vec::new(), Some(context)).await.unwrap();
         let mut most = 0;
         for byte in &data {
             spill.push(Bytes::copy_from_slice(&[*byte])).await.unwrap();
@@ -744,16 +792,21 @@ mod tests {
         std::os::unix::fs::FileExt::read_exact_at(&**file, &mut written, 0).unwrap();
         assert!(written == data, "the file holds other bytes");
         assert_eq!(
-            digest.as_ref(),
+            digest.expect("hashed").as_ref(),
             ring::digest::digest(&ring::digest::SHA256, &data).as_ref()
         );
     }
 
     #[tokio::test]
     async fn chunked_bodies_are_concatenated() {
-        let b = SpooledBody::read(chunked(vec![b"ab", b"", b"cd"]), None, limits(100, 3))
-            .await
-            .unwrap();
+        let b = SpooledBody::read(
+            chunked(vec![b"ab", b"", b"cd"]),
+            None,
+            limits(100, 3),
+            Payload::Signed,
+        )
+        .await
+        .unwrap();
         assert_eq!(collect(b.to_outbound()).await, b"abcd");
         assert!(b.is_spilled());
     }
@@ -764,6 +817,7 @@ mod tests {
             Full::new(Bytes::from_static(b"x")),
             Some(1000),
             limits(10, 5),
+            Payload::Signed,
         )
         .await
         .unwrap_err();
@@ -776,6 +830,7 @@ mod tests {
             chunked(vec![b"123456", b"7890", b"abc"]),
             None,
             limits(10, 4),
+            Payload::Signed,
         )
         .await
         .unwrap_err();
@@ -784,11 +839,16 @@ mod tests {
 
     #[tokio::test]
     async fn empty_body_has_the_empty_hash() {
-        let b = SpooledBody::read(Full::new(Bytes::new()), Some(0), limits(10, 4))
-            .await
-            .unwrap();
+        let b = SpooledBody::read(
+            Full::new(Bytes::new()),
+            Some(0),
+            limits(10, 4),
+            Payload::Signed,
+        )
+        .await
+        .unwrap();
         assert_eq!(
-            b.sha256_hex(),
+            b.payload_hash(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         let out = b.to_outbound();

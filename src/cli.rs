@@ -256,6 +256,14 @@ pub struct ProxyArgs {
     )]
     pub max_body: String,
 
+    /// Sign requests without their bodies: `x-amz-content-sha256: UNSIGNED-PAYLOAD` instead of
+    /// the body's SHA-256, so no body is hashed (a fifth of the proxy's work on a 64 KiB
+    /// search). The signature then does not cover the body; TLS still protects it on the way.
+    /// OpenSearch Serverless (aoss) accepts it; for managed domains (es) AWS does not document
+    /// it: try it against yours first.
+    #[arg(long, env = "SIGV4_PROXY_UNSIGNED_PAYLOAD", help_heading = "Upstream")]
+    pub unsigned_payload: bool,
+
     /// Request bodies larger than this are spooled to an anonymous temporary file.
     #[arg(
         long,

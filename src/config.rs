@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::auth::{Authenticator, BearerTokens, Htpasswd};
 use crate::policy::Policy;
 
-use crate::body::BodyLimits;
+use crate::body::{BodyLimits, Payload};
 use crate::cli::{ProxyArgs, ServiceArg};
 use crate::endpoint::{Endpoint, Service};
 use crate::upstream::{load_pem_certificates, UpstreamOptions};
@@ -27,6 +27,8 @@ pub struct Config {
     pub role: Option<AssumeRole>,
     pub upstream: UpstreamOptions,
     pub body: BodyLimits,
+    /// `--unsigned-payload`: bodies are signed as `UNSIGNED-PAYLOAD`, not hashed.
+    pub payload: Payload,
     pub response_timeout: Duration,
     pub drain_timeout: Duration,
     /// The local access policy; `None` lets through whatever the endpoint allows.
@@ -250,6 +252,11 @@ impl Config {
                     "--body-idle-timeout",
                     &args.body_idle_timeout,
                 )?),
+            },
+            payload: if args.unsigned_payload {
+                Payload::Unsigned
+            } else {
+                Payload::Signed
             },
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,

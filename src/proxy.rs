@@ -18,7 +18,7 @@ use aws_credential_types::Credentials;
 use futures_util::StreamExt as _;
 
 use crate::auth::Authenticator;
-use crate::body::{BodyLimits, OutboundBody, SpooledBody};
+use crate::body::{BodyLimits, OutboundBody, Payload, SpooledBody};
 use crate::config::Config;
 use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
@@ -46,6 +46,7 @@ pub struct Proxy {
     client: UpstreamClient,
     credentials: CredentialCache,
     limits: BodyLimits,
+    payload: Payload,
     response_timeout: Duration,
     /// `http` or `https`: how clients reach this listener (for redirects and cookies).
     scheme: &'static str,
@@ -106,6 +107,7 @@ impl Proxy {
             client,
             credentials,
             limits: config.body,
+            payload: config.payload,
             response_timeout: config.response_timeout,
             scheme: if config.tls.is_some() {
                 "https"
@@ -331,7 +333,7 @@ impl Proxy {
             None => false,
         };
 
-        let body = SpooledBody::read(body, declared_len, self.limits).await?;
+        let body = SpooledBody::read(body, declared_len, self.limits, self.payload).await?;
         if body.is_spilled() {
             self.metrics.body_spilled();
         }
@@ -502,7 +504,7 @@ impl Proxy {
                 query: uri.query(),
                 host: &self.wire_host,
                 content_type,
-                payload_sha256: body.sha256_hex(),
+                payload_sha256: body.payload_hash(),
             },
             credentials,
             self.clock().now(),

@@ -277,6 +277,49 @@ async fn binary_gzip_and_multi_megabyte_bodies_arrive_intact() {
     );
 }
 
+/// `--unsigned-payload`: empty, small and spilled bodies, for es and aoss, arrive intact and
+/// signed with `x-amz-content-sha256: UNSIGNED-PAYLOAD` (itself signed); a verifier that checks
+/// the canonical request accepts them.
+#[tokio::test]
+async fn unsigned_payload_signs_bodies_as_unsigned_and_sends_them_intact() {
+    for service in ["es", "aoss"] {
+        let (up, proxy) = pair(
+            service,
+            &["--unsigned-payload", "--spill-threshold", "64KiB"],
+        )
+        .await;
+        for len in [0usize, 20, 300_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let resp = send(
+                proxy.addr(),
+                "POST",
+                "/idx/_search",
+                &[("content-type", "application/json")],
+                body.clone(),
+            )
+            .await;
+            assert_ok_and_verified(&resp, &up);
+            let rec = up.last_request().unwrap();
+            assert_eq!(
+                rec.header("x-amz-content-sha256"),
+                Some("UNSIGNED-PAYLOAD"),
+                "{service}, {len} bytes"
+            );
+            let signed = &rec.verification.as_ref().unwrap().signed_headers;
+            assert!(
+                signed.iter().any(|h| h == "x-amz-content-sha256"),
+                "{service}: {signed:?}"
+            );
+            assert_eq!(
+                (rec.body_len, rec.body_sha256.clone()),
+                (len as u64, hex_sha256(&body)),
+                "{service}, {len} bytes"
+            );
+        }
+        proxy.stop().await;
+    }
+}
+
 fn hex_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
