@@ -4,6 +4,7 @@
 //! even if the process is killed. A [`SpooledBody`] can be sent any number of times, which is
 //! what makes retries safe.
 
+use std::future::Future;
 use std::io::{BufRead, Read};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -59,6 +60,148 @@ pub enum Payload {
 
 /// The payload hash of a body that is not signed.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// A request body as the proxy forwards it.
+pub enum RequestBody {
+    /// Received whole before it is sent: sent again for a retry, read by the policy.
+    Whole(SpooledBody),
+    /// Sent on as it arrives, once: see [`RequestBody::stream`].
+    Streamed(Streamed),
+}
+
+/// A body passed through as the client sends it.
+pub struct Streamed {
+    /// Taken by the one send.
+    body: std::sync::Mutex<Option<OutboundBody>>,
+    len: u64,
+    /// Why the client's body stopped, if it did.
+    failure: Arc<std::sync::Mutex<Option<ProxyError>>>,
+}
+
+impl RequestBody {
+    /// A body with an unsigned payload and a declared length over the spill threshold, which
+    /// nothing needs whole (no policy reads it): sent on to the endpoint as it arrives, with no
+    /// temporary file and no wait for its end. It cannot be sent twice, so it is not retried.
+    /// A declared length over the limit is refused here; a pause longer than the idle timeout
+    /// cuts the upload off (`failure` then says 408).
+    pub fn stream<B>(body: B, len: u64, limits: BodyLimits) -> Result<RequestBody, ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        if len > limits.max {
+            return Err(ProxyError::PayloadTooLarge { limit: limits.max });
+        }
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let outbound = OutboundBody {
+            source: Source::Stream(Box::new(Passed {
+                body: Box::pin(body.map_err(|e| ProxyError::ClientBody(e.to_string()))),
+                idle_timeout: limits.idle_timeout,
+                idle: None,
+                failure: failure.clone(),
+            })),
+            remaining: len,
+        };
+        Ok(RequestBody::Streamed(Streamed {
+            body: std::sync::Mutex::new(Some(outbound)),
+            len,
+            failure,
+        }))
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            RequestBody::Whole(body) => body.len(),
+            RequestBody::Streamed(s) => s.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the body can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, RequestBody::Whole(_))
+    }
+
+    pub fn payload_hash(&self) -> &str {
+        match self {
+            RequestBody::Whole(body) => body.payload_hash(),
+            RequestBody::Streamed(_) => UNSIGNED_PAYLOAD,
+        }
+    }
+
+    /// The body to send: a fresh one each time for a whole body; a streamed one only once
+    /// (`None` after).
+    pub fn to_outbound(&self) -> Option<OutboundBody> {
+        match self {
+            RequestBody::Whole(body) => Some(body.to_outbound()),
+            RequestBody::Streamed(s) => s.body.lock().ok()?.take(),
+        }
+    }
+
+    /// Why a streamed body stopped before its end (the client paused too long, went away or
+    /// sent something broken); `None` if it did not.
+    pub fn take_failure(&self) -> Option<ProxyError> {
+        match self {
+            RequestBody::Whole(_) => None,
+            RequestBody::Streamed(s) => s.failure.lock().ok()?.take(),
+        }
+    }
+}
+
+/// The client's body inside a streamed [`OutboundBody`].
+struct Passed {
+    body: Pin<Box<dyn Body<Data = Bytes, Error = ProxyError> + Send>>,
+    idle_timeout: Option<Duration>,
+    /// Armed while the client's body has nothing ready.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    failure: Arc<std::sync::Mutex<Option<ProxyError>>>,
+}
+
+impl Passed {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        loop {
+            match self.body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.idle = None;
+                    match frame.into_data() {
+                        Ok(data) => return Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue, // trailers: not forwarded
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(self.failed(err)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        let Some(timeout) = self.idle_timeout else {
+            return Poll::Pending;
+        };
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match idle.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let err = ProxyError::ClientTimeout(format!(
+                    "nothing received for {}",
+                    humantime::format_duration(timeout)
+                ));
+                Poll::Ready(Some(Err(self.failed(err))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn failed(&self, err: ProxyError) -> std::io::Error {
+        let io = std::io::Error::other(err.to_string());
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(err);
+        }
+        io
+    }
+}
 
 /// A fully received request body with its SHA-256 (unless unsigned), in memory or in a
 /// temporary file.
@@ -529,8 +672,8 @@ impl Read for PositionedReader {
     }
 }
 
-/// The body sent upstream: the pieces in memory, or the spill file read ahead by a reader
-/// thread while the chunk before is sent.
+/// The body sent upstream: the pieces in memory, the spill file read ahead by a reader thread
+/// while the chunk before is sent, or the client's body as it arrives.
 pub struct OutboundBody {
     source: Source,
     remaining: u64,
@@ -547,6 +690,7 @@ enum Source {
         /// Started by the first poll, so a body that is never sent reads nothing.
         chunks: Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>,
     },
+    Stream(Box<Passed>),
 }
 
 impl OutboundBody {
@@ -613,6 +757,7 @@ impl Body for OutboundBody {
                     Poll::Ready(Some(chunk)) => Poll::Ready(Some(chunk)),
                 }
             }
+            Source::Stream(passed) => passed.poll_data(cx),
         };
         match polled {
             Poll::Ready(Some(Ok(data))) => {

@@ -258,9 +258,11 @@ pub struct ProxyArgs {
 
     /// Sign requests without their bodies: `x-amz-content-sha256: UNSIGNED-PAYLOAD` instead of
     /// the body's SHA-256, so no body is hashed (a fifth of the proxy's work on a 64 KiB
-    /// search). The signature then does not cover the body; TLS still protects it on the way.
-    /// OpenSearch Serverless (aoss) accepts it; for managed domains (es) AWS does not document
-    /// it: try it against yours first.
+    /// search), and bodies over --spill-threshold with a Content-Length go on to the endpoint
+    /// as they arrive (unless the policy reads them); such a body is sent once, never retried.
+    /// The signature then does not cover the body; TLS still protects it on the way. OpenSearch
+    /// Serverless (aoss) accepts it; for managed domains (es) AWS does not document it: try it
+    /// against yours first.
     #[arg(long, env = "SIGV4_PROXY_UNSIGNED_PAYLOAD", help_heading = "Upstream")]
     pub unsigned_payload: bool,
 

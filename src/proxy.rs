@@ -18,7 +18,7 @@ use aws_credential_types::Credentials;
 use futures_util::StreamExt as _;
 
 use crate::auth::Authenticator;
-use crate::body::{BodyLimits, OutboundBody, Payload, SpooledBody};
+use crate::body::{BodyLimits, OutboundBody, Payload, RequestBody, SpooledBody};
 use crate::config::Config;
 use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
@@ -140,8 +140,13 @@ impl Proxy {
             .map_err(|e| ProxyError::BadRequest(format!("`{path_and_query}`: {e}")))?;
         // No `Host`: the client adds it on HTTP/1.1, `:authority` carries it on HTTP/2.
         let headers = HeaderMap::new();
-        self.send_with_retry(&method, &uri, &headers, &SpooledBody::empty())
-            .await
+        self.send_with_retry(
+            &method,
+            &uri,
+            &headers,
+            &RequestBody::Whole(SpooledBody::empty()),
+        )
+        .await
     }
 
     /// The `route` label: endpoint host and path prefix.
@@ -169,7 +174,7 @@ impl Proxy {
     /// Handles one request from `peer`; never fails: errors become JSON responses.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<ProxyBody>
     where
-        B: Body<Data = Bytes> + Unpin + Send,
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display,
     {
         let started = Instant::now();
@@ -238,7 +243,7 @@ impl Proxy {
         notes: &mut Notes,
     ) -> Result<Response<ProxyBody>, ProxyError>
     where
-        B: Body<Data = Bytes> + Unpin + Send,
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
@@ -333,13 +338,29 @@ impl Proxy {
             None => false,
         };
 
-        let body = SpooledBody::read(body, declared_len, self.limits, self.payload).await?;
-        if body.is_spilled() {
-            self.metrics.body_spilled();
-        }
+        let body = match declared_len {
+            // Nothing needs this body whole: neither the signature nor the policy.
+            Some(len)
+                if self.payload == Payload::Unsigned
+                    && !policy_needs_body
+                    && len > self.limits.spill_threshold as u64 =>
+            {
+                RequestBody::stream(body, len, self.limits)?
+            }
+            _ => {
+                let body = SpooledBody::read(body, declared_len, self.limits, self.payload).await?;
+                if body.is_spilled() {
+                    self.metrics.body_spilled();
+                }
+                RequestBody::Whole(body)
+            }
+        };
+        // A streamed body counts as declared: the server cuts off a client that sends less.
         notes.bytes_in = body.len();
 
-        if let (true, Some(policy)) = (policy_needs_body, &self.policy) {
+        if let (true, Some(policy), RequestBody::Whole(body)) =
+            (policy_needs_body, &self.policy, &body)
+        {
             let decision = evaluate_with_body(
                 policy.clone(),
                 parts.method.clone(),
@@ -375,7 +396,9 @@ impl Proxy {
     }
 
     /// Signs and sends. Each of these is retried once, with the same body (bodies are fully
-    /// received before sending, so a replay is always the same bytes):
+    /// received before sending, so a replay is always the same bytes; a streamed body is sent
+    /// once and never retried: its rejections are passed on, after the clock offset or new
+    /// credentials are taken for the requests after it):
     /// - a request that failed on a connection the endpoint closed (a pooled keep-alive
     ///   connection it timed out, a restart): sent again on a fresh connection;
     /// - the endpoint said the credentials are expired or invalid (a rotation race): signed again
@@ -387,8 +410,11 @@ impl Proxy {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: &SpooledBody,
+        body: &RequestBody,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        // A streamed body is sent once, over a pooled connection like any other: its retries
+        // below are not made.
+        let once = !body.is_replayable();
         let mut connection_retried = false;
         let mut credentials_retried = false;
         let mut clock_retried = false;
@@ -397,13 +423,24 @@ impl Proxy {
             let request = self.signed_request(method, uri, headers, body, &credentials)?;
             let response = match self.send(request, connection_retried).await {
                 Ok(response) => response,
-                Err(Sent::Retryable(err)) if !connection_retried => {
+                Err(Sent::Retryable(err)) if !connection_retried && !once => {
                     connection_retried = true;
                     tracing::debug!(cause = %error_chain(&err), "upstream connection failed mid-request; retrying once on a new connection");
                     self.metrics.retried(Retry::Connection);
                     continue;
                 }
-                Err(Sent::Retryable(err)) => return Err(lost_connection(&self.authority, &err)),
+                Err(Sent::Retryable(err)) => {
+                    return Err(match body.take_failure() {
+                        // The client's streamed body stopped: that is the error, not the endpoint.
+                        Some(failure) => failure,
+                        None if once => ProxyError::BadGateway(format!(
+                            "the connection to {} failed while the body was streamed to it (it cannot be sent again): {}",
+                            self.authority,
+                            error_chain(&err)
+                        )),
+                        None => lost_connection(&self.authority, &err),
+                    });
+                }
                 Err(Sent::Failed(err)) => return Err(err),
             };
             let status = response.status().as_u16();
@@ -446,6 +483,9 @@ impl Proxy {
                         );
                         return Ok(reassemble(parts, prefix, rest));
                     }
+                    if once {
+                        return Ok(reassemble(parts, prefix, rest));
+                    }
                     tracing::info!(
                         status,
                         rejected = %key_id_tail(rejected.access_key_id()),
@@ -463,6 +503,10 @@ impl Proxy {
                         return Ok(reassemble(parts, prefix, rest));
                     };
                     let offset_ms = self.clock().learn(server_now, local);
+                    if once {
+                        tracing::warn!(offset = %format_offset(offset_ms), "the endpoint rejected the signature time of a streamed body, which cannot be sent again; signing with the endpoint's time from now on");
+                        return Ok(reassemble(parts, prefix, rest));
+                    }
                     tracing::warn!(
                         offset = %format_offset(offset_ms),
                         endpoint_time = %humantime::format_rfc3339_seconds(server_now),
@@ -485,16 +529,19 @@ impl Proxy {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: &SpooledBody,
+        body: &RequestBody,
         credentials: &Credentials,
     ) -> Result<Request<OutboundBody>, ProxyError> {
+        let outbound = body
+            .to_outbound()
+            .ok_or_else(|| ProxyError::Internal("a streamed body was to be sent twice".into()))?;
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let mut request = Request::builder()
             .method(method.clone())
             .uri(uri.clone())
-            .body(body.to_outbound())
+            .body(outbound)
             .map_err(|e| ProxyError::Internal(format!("upstream request: {e}")))?;
         let mut signed = headers.clone();
         self.signer.sign(

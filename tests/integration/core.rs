@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::support::http::{connection, get, raw, send, Resp};
+use crate::support::http::{connection, get, raw, response_head, send, start_upload, Resp};
 use crate::support::{Creds, Gate, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -318,6 +318,101 @@ async fn unsigned_payload_signs_bodies_as_unsigned_and_sends_them_intact() {
         }
         proxy.stop().await;
     }
+}
+
+/// With `--unsigned-payload` nothing needs a large body whole, so it goes on to the endpoint
+/// as it arrives: half of it is there while the client still holds the other half. Signed, the
+/// body must be hashed whole first and none of it is sent before its end.
+#[tokio::test]
+async fn unsigned_large_bodies_stream_to_the_endpoint_as_they_arrive() {
+    use tokio::io::AsyncWriteExt;
+    let body: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let half = body.len() / 2;
+    for unsigned in [true, false] {
+        let mut args = vec!["--spill-threshold", "64KiB"];
+        if unsigned {
+            args.push("--unsigned-payload");
+        }
+        let (up, proxy) = pair("aoss", &args).await;
+        let mut conn = start_upload(proxy.addr(), body.len(), &body[..half]).await;
+        let wait = Duration::from_secs(if unsigned { 10 } else { 1 });
+        let arrived = up.wait_for_body_bytes(half as u64 / 2, wait).await;
+        if unsigned {
+            assert!(
+                arrived >= half as u64 / 2,
+                "only {arrived} bytes reached the endpoint"
+            );
+        } else {
+            assert_eq!(
+                arrived, 0,
+                "a signed body is sent only once it is hashed whole"
+            );
+        }
+        conn.write_all(&body[half..]).await.unwrap();
+        let head = response_head(&mut conn, Duration::from_secs(10)).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "unsigned {unsigned}: {head}"
+        );
+        let rec = up.last_request().unwrap();
+        assert!(rec.verified(), "{:?}", rec.verification);
+        assert_eq!(
+            (rec.body_len, rec.body_sha256.clone()),
+            (body.len() as u64, hex_sha256(&body))
+        );
+        let expected = if unsigned {
+            "UNSIGNED-PAYLOAD".to_string()
+        } else {
+            hex_sha256(&body)
+        };
+        assert_eq!(rec.header("x-amz-content-sha256"), Some(expected.as_str()));
+        proxy.stop().await;
+    }
+}
+
+/// A streamed body the client stops sending: past `--body-idle-timeout` the client gets 408
+/// and the endpoint's request is cut off (never completes); a client that goes away mid-body
+/// likewise leaves nothing complete upstream. The proxy serves the next request.
+#[tokio::test]
+async fn a_streamed_body_the_client_stops_sending_never_completes_upstream() {
+    let (up, proxy) = pair(
+        "es",
+        &[
+            "--unsigned-payload",
+            "--spill-threshold",
+            "64KiB",
+            "--body-idle-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let body = vec![b'x'; 1 << 20];
+    let mut stalled = start_upload(proxy.addr(), body.len(), &body[..300_000]).await;
+    assert!(
+        up.wait_for_body_bytes(100_000, Duration::from_secs(10))
+            .await
+            >= 100_000
+    );
+    let head = response_head(&mut stalled, Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+
+    let before = up.body_bytes_received();
+    let gone = start_upload(proxy.addr(), body.len(), &body[..300_000]).await;
+    assert!(
+        up.wait_for_body_bytes(before + 100_000, Duration::from_secs(10))
+            .await
+            > before
+    );
+    drop(gone);
+
+    let resp = get(proxy.addr(), "/_cluster/health").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let paths: Vec<String> = up.requests().iter().map(|r| r.raw_path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/_cluster/health"],
+        "no cut-off body completed upstream"
+    );
 }
 
 fn hex_sha256(data: &[u8]) -> String {

@@ -66,6 +66,12 @@ fn assert_denied(resp: &Resp, mentions: &str) {
 /// body write into `restricted-index`, because the service checks only the URL.
 #[tokio::test]
 async fn bulk_bodies_cannot_reach_indices_the_policy_does_not_allow() {
+    bulk_bodies_against_the_policy(&[]).await;
+    // Unsigned, a large body could go on as it arrives; one the policy reads is still read whole.
+    bulk_bodies_against_the_policy(&["--unsigned-payload"]).await;
+}
+
+async fn bulk_bodies_against_the_policy(extra: &[&str]) {
     let policy = TempFile::new(
         "bulk.json",
         r#"{"Version":"2012-10-17","Statement":[
@@ -73,7 +79,9 @@ async fn bulk_bodies_cannot_reach_indices_the_policy_does_not_allow() {
         ]}"#,
     );
     let up = upstream().await;
-    let proxy = TestProxy::start(&up, &creds(), &["--policy", policy.path()]).await;
+    let mut args = vec!["--policy", policy.path()];
+    args.extend_from_slice(extra);
+    let proxy = TestProxy::start(&up, &creds(), &args).await;
     let ndjson = [("content-type", "application/x-ndjson")];
 
     let sneaky = "{\"index\":{\"_index\":\"test-index\",\"_id\":\"1\"}}\n{\"a\":1}\n{\"index\":{\"_index\":\"restricted-index\",\"_id\":\"2\"}}\n{\"a\":2}\n";

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::http::{connection, get, send, Resp};
+use crate::support::http::{connection, get, response_head, send, start_upload, Resp};
 use crate::support::proxy::upstream_args;
 use crate::support::upstream::generated_byte;
 use crate::support::{Creds, IdleClose, ProxyProcess, Reply, TestProxy, TestUpstream};
@@ -178,6 +178,55 @@ async fn a_request_racing_the_endpoints_idle_close_is_sent_again_h2() {
 #[tokio::test]
 async fn a_request_racing_the_endpoints_idle_close_is_sent_again_http1() {
     idle_close_race_is_retried(false).await;
+}
+
+/// A streamed body (`--unsigned-payload`, over the spill threshold) is sent once: when the
+/// endpoint's connection drops while the body is on its way, the client gets 502 saying why,
+/// and the body is not sent again (it cannot be: part of it has gone). Requests after it are
+/// served as usual.
+async fn a_streamed_body_is_not_sent_twice(h2: bool) {
+    use tokio::io::AsyncWriteExt;
+    let up = builder(h2).start().await;
+    let proxy = TestProxy::start(
+        &up,
+        &creds(),
+        &["--spill-threshold", "64KiB", "--unsigned-payload"],
+    )
+    .await;
+    let body = body_for(3, 1 << 20);
+    let mut conn = start_upload(proxy.addr(), body.len(), &body[..400_000]).await;
+    assert!(
+        up.wait_for_body_bytes(100_000, Duration::from_secs(10))
+            .await
+            >= 100_000,
+        "the body is on its way"
+    );
+    up.drop_connections();
+    // The rest may or may not be read: the proxy answers as soon as the upload failed.
+    let _ = conn.write_all(&body[400_000..]).await;
+    let head = response_head(&mut conn, Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    post_echo(proxy.addr(), "/_bulk", body_for(4, 1 << 20)).await;
+    let bulks = up
+        .requests()
+        .iter()
+        .filter(|r| r.raw_path == "/_bulk")
+        .count();
+    assert_eq!(
+        bulks, 1,
+        "only the second bulk arrived; the first was not sent again"
+    );
+    all_verified(&up);
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_not_sent_twice_h2() {
+    a_streamed_body_is_not_sent_twice(true).await;
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_not_sent_twice_http1() {
+    a_streamed_body_is_not_sent_twice(false).await;
 }
 
 async fn restart_mid_traffic(h2: bool) {

@@ -188,3 +188,37 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A request head and the first part of its body on a raw connection; the caller sends the
+/// rest (or does not).
+pub async fn start_upload(
+    addr: std::net::SocketAddr,
+    len: usize,
+    first: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /_bulk HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-ndjson\r\nContent-Length: {len}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(first).await.unwrap();
+    conn
+}
+
+/// The response head on `conn`, waiting at most `wait`.
+pub async fn response_head(conn: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read).await;
+    String::from_utf8_lossy(&got).into_owned()
+}

@@ -458,6 +458,7 @@ impl TestUpstreamBuilder {
             seq: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             open: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
             restart: tokio::sync::watch::channel(0).0,
         });
         let tls = tokio_rustls::TlsAcceptor::from(pki.server_config(self.alpn));
@@ -503,6 +504,8 @@ struct Shared {
     lost: AtomicU64,
     /// Connections being served now.
     open: AtomicU64,
+    /// Request body bytes received so far, all requests together, counted as they arrive.
+    body_bytes: AtomicU64,
     /// Bumped by [`TestUpstream::drop_connections`]; every connection task watches it.
     restart: tokio::sync::watch::Sender<u64>,
 }
@@ -672,6 +675,21 @@ impl TestUpstream {
     /// Connections open now (TLS established, not yet closed).
     pub fn open_connections(&self) -> u64 {
         self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Request body bytes received so far, all requests together, as they arrive (before a
+    /// request is complete).
+    pub fn body_bytes_received(&self) -> u64 {
+        self.shared.body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `wait`) until [`Self::body_bytes_received`] reaches `bytes`; returns it.
+    pub async fn wait_for_body_bytes(&self, bytes: u64, wait: Duration) -> u64 {
+        let until = tokio::time::Instant::now() + wait;
+        while self.body_bytes_received() < bytes && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.body_bytes_received()
     }
 
     /// What a restart looks like from the network: every open connection is dropped at once,
@@ -964,7 +982,13 @@ enum BodyRead {
     Failed(String),
 }
 
-async fn read_body(mut body: Incoming, keep: usize, max: u64, timeout: Duration) -> BodyRead {
+async fn read_body(
+    mut body: Incoming,
+    keep: usize,
+    max: u64,
+    timeout: Duration,
+    counted: &AtomicU64,
+) -> BodyRead {
     let work = async {
         let mut hasher = Sha256::new();
         let mut kept = BytesMut::new();
@@ -975,6 +999,7 @@ async fn read_body(mut body: Incoming, keep: usize, max: u64, timeout: Duration)
                 Err(e) => return BodyRead::Failed(e.to_string()),
             };
             if let Ok(data) = frame.into_data() {
+                counted.fetch_add(data.len() as u64, Ordering::Relaxed);
                 len += data.len() as u64;
                 if len > max {
                     return BodyRead::TooLarge;
@@ -1065,6 +1090,7 @@ async fn handle(
         cfg.record_body_limit,
         cfg.max_body,
         cfg.body_read_timeout,
+        &shared.body_bytes,
     )
     .await;
     let (kept, body_len, body_sha256) = match body {
