@@ -2,7 +2,9 @@
 //! anonymous temporary file once they pass a threshold, so memory stays flat whatever the size.
 //! The file has no name on disk (`O_TMPFILE`/unlinked), so it disappears with the last handle
 //! even if the process is killed. A [`SpooledBody`] can be sent any number of times, which is
-//! what makes retries safe.
+//! what makes retries safe. With an unsigned payload (`--unsigned-payload`) bodies are not
+//! hashed, and a large one that nothing needs whole is passed through as it arrives instead
+//! ([`RequestBody::stream`]), sent once.
 
 use std::future::Future;
 use std::io::{BufRead, Read};

@@ -47,7 +47,8 @@ pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> Sdk
 /// when the environment has no credentials is the rest of the SDK configuration loaded (profile
 /// files, the HTTPS client with the system CA store, the SSO/STS clients and their endpoint
 /// rules) and its chain asked, once loaded, from then on. With credentials in the environment
-/// none of that is built: start-up is quicker and ~2 MiB less of the executable is paged in.
+/// none of that is built: start-up is quicker and less of the executable is paged in (idle RSS
+/// 9.9 -> 9.2 MiB, measured before release builds laid out their code, see build.rs).
 /// `profile` and `region` are what [`load_sdk_config`] would get.
 pub fn default_chain(profile: Option<String>, region: Option<String>) -> SharedCredentialsProvider {
     let rest = LoadedOnFirstUse {

@@ -70,8 +70,10 @@ use crate::proxy::Proxy;
 /// (`0.1.0 (git 0ec3c28)`; see `build.rs`).
 pub const VERSION: &str = env!("SIGV4_PROXY_VERSION");
 
-/// Builds the proxy from a validated configuration: loads the AWS configuration (credential
-/// chain, region), resolves credentials once to log where they come from, and builds the client.
+/// Builds the proxy from a validated configuration: sets up the AWS credential chain (the SDK
+/// configuration is loaded at once only when the region or `--role-arn` needs it, else only if
+/// the environment has no credentials), resolves credentials once to log where they come from,
+/// and builds the client.
 /// Missing credentials do not stop the proxy: requests get 503 until some appear.
 /// Every route's proxy counts into `metrics`.
 pub async fn build(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
