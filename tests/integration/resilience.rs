@@ -154,12 +154,13 @@ async fn idle_close_race_is_retried(h2: bool) {
     )
     .await;
     assert_echo(&resp, "/logs/_doc/2", b"{\"a\":1}");
-    // The first and the last request met a pooled connection the endpoint had given up on; the
-    // bulk went on a new one, as the retry before it had not been pooled.
-    assert_eq!(
-        up.lost_requests(),
-        2,
-        "requests after a pause met a connection the endpoint had given up on"
+    // The GET after the first pause met the connection the endpoint had given up on. The PUT
+    // meets one too when the pool hands it the bulk's connection; under load the pool sometimes
+    // opens a new one instead (seen: 1 or 2 lost), so only "at least the GET" is certain.
+    assert!(
+        (1..=2).contains(&up.lost_requests()),
+        "requests after a pause met a connection the endpoint had given up on: {} lost",
+        up.lost_requests()
     );
     let paths: Vec<String> = up.requests().iter().map(|r| r.raw_path.clone()).collect();
     assert_eq!(
