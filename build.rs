@@ -62,8 +62,11 @@ fn symbol_order() {
     println!("cargo:rerun-if-changed=build/symbol-order.txt");
     println!("cargo:rerun-if-env-changed=SIGV4_PROXY_SYMBOL_ORDER");
     let off = std::env::var("SIGV4_PROXY_SYMBOL_ORDER").is_ok_and(|v| v == "0");
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("build/symbol-order.txt");
-    if off || std::env::var("PROFILE").as_deref() != Ok("release") || !file.exists() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let file = std::path::Path::new(&dir).join("build/symbol-order.txt");
+    // `-Wl,` splits at commas: a path with one cannot be passed this way.
+    let passable = file.exists() && !file.to_string_lossy().contains(',');
+    if off || std::env::var("PROFILE").as_deref() != Ok("release") || !passable {
         return;
     }
     if linker_is_rust_lld() {
