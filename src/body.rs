@@ -31,6 +31,16 @@ pub struct BodyLimits {
     pub idle_timeout: Option<Duration>,
 }
 
+impl BodyLimits {
+    /// A declared length over the limit is refused before anything is read.
+    fn refuse_declared(&self, declared_len: Option<u64>) -> Result<(), ProxyError> {
+        match declared_len {
+            Some(n) if n > self.max => Err(ProxyError::PayloadTooLarge { limit: self.max }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for BodyLimits {
     fn default() -> Self {
         BodyLimits {
@@ -81,19 +91,43 @@ pub struct Streamed {
 }
 
 impl RequestBody {
-    /// A body with an unsigned payload and a declared length over the spill threshold, which
-    /// nothing needs whole (no policy reads it): sent on to the endpoint as it arrives, with no
-    /// temporary file and no wait for its end. It cannot be sent twice, so it is not retried.
-    /// A declared length over the limit is refused here; a pause longer than the idle timeout
-    /// cuts the upload off (`failure` then says 408).
-    pub fn stream<B>(body: B, len: u64, limits: BodyLimits) -> Result<RequestBody, ProxyError>
+    /// Reads the body as [`SpooledBody::read`] does, unless it can be streamed: an unsigned
+    /// payload whose declared length is over the spill threshold, and that nothing else needs
+    /// whole (`needed_whole`: the policy reads it) is sent on to the endpoint as it arrives,
+    /// with no temporary file and no wait for its end. It cannot be sent twice, so it is not
+    /// retried; a pause longer than the idle timeout cuts the upload off (`failure` then says
+    /// 408).
+    pub async fn read<B>(
+        body: B,
+        declared_len: Option<u64>,
+        limits: BodyLimits,
+        payload: Payload,
+        needed_whole: bool,
+    ) -> Result<RequestBody, ProxyError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display,
     {
-        if len > limits.max {
-            return Err(ProxyError::PayloadTooLarge { limit: limits.max });
+        match declared_len {
+            Some(len)
+                if payload == Payload::Unsigned
+                    && !needed_whole
+                    && len > limits.spill_threshold as u64 =>
+            {
+                RequestBody::stream(body, len, limits)
+            }
+            _ => Ok(RequestBody::Whole(
+                SpooledBody::read(body, declared_len, limits, payload).await?,
+            )),
         }
+    }
+
+    fn stream<B>(body: B, len: u64, limits: BodyLimits) -> Result<RequestBody, ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        limits.refuse_declared(Some(len))?;
         let failure = Arc::new(std::sync::Mutex::new(None));
         let outbound = OutboundBody {
             source: Source::Stream(Box::new(Passed {
@@ -259,9 +293,7 @@ impl SpooledBody {
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        if declared_len.is_some_and(|n| n > limits.max) {
-            return Err(ProxyError::PayloadTooLarge { limit: limits.max });
-        }
+        limits.refuse_declared(declared_len)?;
         let mut body = body;
         // Hashes the body while it is in memory; a spilled body is hashed by its hasher thread.
         let mut hasher =

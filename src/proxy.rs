@@ -338,23 +338,19 @@ impl Proxy {
             None => false,
         };
 
-        let body = match declared_len {
-            // Nothing needs this body whole: neither the signature nor the policy.
-            Some(len)
-                if self.payload == Payload::Unsigned
-                    && !policy_needs_body
-                    && len > self.limits.spill_threshold as u64 =>
-            {
-                RequestBody::stream(body, len, self.limits)?
+        let body = RequestBody::read(
+            body,
+            declared_len,
+            self.limits,
+            self.payload,
+            policy_needs_body,
+        )
+        .await?;
+        if let RequestBody::Whole(whole) = &body {
+            if whole.is_spilled() {
+                self.metrics.body_spilled();
             }
-            _ => {
-                let body = SpooledBody::read(body, declared_len, self.limits, self.payload).await?;
-                if body.is_spilled() {
-                    self.metrics.body_spilled();
-                }
-                RequestBody::Whole(body)
-            }
-        };
+        }
         // A streamed body counts as declared: the server cuts off a client that sends less.
         notes.bytes_in = body.len();
 
