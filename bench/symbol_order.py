@@ -85,24 +85,32 @@ def get(url, headers=None):
         return err.code
 
 
-def run(binary, d, up_port, env, args, workload):
-    out = os.path.join(d, f"callgrind.{workload.__name__}")
-    port = bench.free_port(pair=True)  # the admin listener takes the next port
+def run(binary, d, up_port, env, args, workload, tool, name, own_pid=True):
+    """Runs BINARY under `tool` (the command words before it) through `workload`; the admin
+    listener takes the port after the proxy's. `own_pid`: the tool runs the proxy in its own
+    process (valgrind does), so the workload may signal it."""
+    port = bench.free_port(pair=True)
     proxy = bench.Proc("proxy", [
-        "valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}", binary,
+        *tool, binary,
         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{port + 1}",
         "--connect-to", f"127.0.0.1:{up_port}",
         "--ca-bundle", os.path.join(d, "bench-ca.pem"), *args, f"https://{bench.HOST}",
-    ], env=env, log_path=os.path.join(d, f"proxy.{workload.__name__}.log"))
+    ], env=env, log_path=os.path.join(d, f"proxy.{name}.log"))
     try:
         bench.wait_port(port, timeout=120)
-        workload(d, port, proxy.p.pid)
+        workload(d, port, proxy.p.pid if own_pid else None)
     finally:
         proxy.p.send_signal(signal.SIGTERM)
         try:
             proxy.p.wait(timeout=120)
         finally:
             proxy.stop()
+
+
+def callgrind(binary, d, up_port, env, args, workload):
+    out = os.path.join(d, f"callgrind.{workload.__name__}")
+    tool = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}"]
+    run(binary, d, up_port, env, args, workload, tool, workload.__name__)
     return out
 
 
@@ -110,18 +118,8 @@ def native_hot(binary, d, up_port, env):
     """Functions `perf record` samples in run 1's workload run natively: valgrind's emulated
     CPU makes ring pick other assembly variants (no SHA-NI, no VAES) than this CPU does."""
     data = os.path.join(d, "perf.data")
-    port = bench.free_port(pair=True)
-    proxy = bench.Proc("proxy", [
-        "perf", "record", "-q", "-F", "20000", "-o", data, "--", binary,
-        "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{port + 1}",
-        "--connect-to", f"127.0.0.1:{up_port}",
-        "--ca-bundle", os.path.join(d, "bench-ca.pem"), f"https://{bench.HOST}",
-    ], env=env, log_path=os.path.join(d, "proxy.perf.log"))
-    try:
-        bench.wait_port(port)
-        requests_and_operations(d, port, None)
-    finally:
-        proxy.stop()
+    tool = ["perf", "record", "-q", "-F", "20000", "-o", data, "--"]
+    run(binary, d, up_port, env, [], requests_and_operations, tool, "perf", own_pid=False)
     report = subprocess.run(
         ["perf", "report", "-i", data, "--no-demangle", "--stdio", "-q", "--sort", "symbol",
          "--dsos", os.path.basename(binary)], capture_output=True, text=True).stdout
@@ -203,7 +201,7 @@ def main():
                 (from_profile, ["--log-format", "json"], start_up_from_a_profile)]
         order, seen = [], set()
         for run_env, args, workload in runs:
-            path = run(binary, d, up_port, run_env, args, workload)
+            path = callgrind(binary, d, up_port, run_env, args, workload)
             costs = self_costs(path, binary)
             for name in sorted(costs, key=lambda n: (-costs[n], n)):
                 if name not in seen:
