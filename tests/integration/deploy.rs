@@ -925,7 +925,7 @@ fn the_symbol_order_lists_the_request_path_for_the_images_toolchain() {
     for part in [
         "5proxy5Proxy7forward",
         "7signing6Signer4sign",
-        "4body10sha256_hex",
+        "4body11RequestBody4read",
         "8upstream14UpstreamClient4send",
         "sha256_block_data_order",
     ] {
