@@ -38,9 +38,9 @@ Environment:
   AWS default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE and
   ~/.aws/config, AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), AWS_CONTAINER_CREDENTIALS_* (ECS, EKS
   Pod Identity), EC2 instance metadata. HTTPS_PROXY and NO_PROXY send the upstream connection
-  through an HTTP CONNECT proxy. RUST_LOG overrides the log filter. TOKIO_WORKER_THREADS sets
-  how many worker threads serve connections (default: one per CPU the process may use);
-  MALLOC_ARENA_MAX, when set, replaces the proxy's own limit of two glibc malloc arenas.
+  through an HTTP CONNECT proxy. RUST_LOG overrides the log filter. TOKIO_WORKER_THREADS, when
+  set, is the worker count for --workers auto; MALLOC_ARENA_MAX, when set, replaces the
+  proxy's own limit of two glibc malloc arenas.
 
 Signals:
   SIGTERM, SIGINT  stop accepting; in-flight requests finish within --drain-timeout
@@ -369,6 +369,18 @@ pub struct ProxyArgs {
         help_heading = "Limits and timeouts"
     )]
     pub max_connections: usize,
+
+    /// Worker threads serving client connections, each with its own runtime and its own
+    /// connections to the endpoint: a number, or `auto` (half the CPUs this process may use,
+    /// rounded up; cgroup CPU limits count). Process-wide; a change takes effect at restart.
+    #[arg(
+        long,
+        env = "SIGV4_PROXY_WORKERS",
+        value_name = "N|auto",
+        default_value = "auto",
+        help_heading = "Limits and timeouts"
+    )]
+    pub workers: String,
 
     /// Serve this endpoint under a path prefix (e.g. /logs): requests below it are forwarded
     /// with the prefix removed, redirects and cookie paths get it added back. Several

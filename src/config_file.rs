@@ -21,7 +21,7 @@ use crate::cli::{Cli, LogFormat};
 use crate::config::{Config, ConfigError};
 
 /// Keys that configure the process, not a route: allowed at the top level only.
-const PROCESS_WIDE: &[&str] = &["verbose", "log-format"];
+const PROCESS_WIDE: &[&str] = &["verbose", "log-format", "workers"];
 /// Keys a file cannot set.
 const NOT_IN_FILE: &[&str] = &["config", "help", "version"];
 /// Settings of a listener, which routes sharing one must agree on.
@@ -42,6 +42,8 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     pub verbose: u8,
     pub log_format: LogFormat,
+    /// `--workers`: a count, or `None` for `auto` (see [`crate::workers`]).
+    pub workers: Option<usize>,
 }
 
 /// One setting from the file, as command-line words.
@@ -66,6 +68,7 @@ impl Settings {
                 file: None,
                 verbose: cli.proxy.verbose,
                 log_format: cli.proxy.log_format,
+                workers: crate::workers::parse(&cli.proxy.workers).map_err(ConfigError)?,
             });
         };
         let text = std::fs::read_to_string(&path)
@@ -147,13 +150,15 @@ impl Settings {
             )
             .ok()
             .and_then(|m| Cli::from_arg_matches(&m).ok())
-            .map(|c| (c.proxy.verbose, c.proxy.log_format))
-            .unwrap_or((cli.proxy.verbose, cli.proxy.log_format));
+            .map(|c| c.proxy)
+            .unwrap_or(cli.proxy);
         Ok(Settings {
             routes: configs,
-            file: Some(path),
-            verbose: top.0,
-            log_format: top.1,
+            file: Some(path.clone()),
+            verbose: top.verbose,
+            log_format: top.log_format,
+            workers: crate::workers::parse(&top.workers)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?,
         })
     }
 }
@@ -453,5 +458,26 @@ region = "us-west-2"
         );
         let err = load("config = \"x.toml\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("cannot be set"), "{err}");
+    }
+
+    #[test]
+    fn workers_are_set_at_the_top_of_the_file_and_flags_win() {
+        let endpoint = "endpoint = \"https://a.us-east-1.es.amazonaws.com\"\n";
+        assert_eq!(load(endpoint, &[]).unwrap().workers, None, "auto");
+        let file = format!("workers = 3\n{endpoint}");
+        assert_eq!(load(&file, &[]).unwrap().workers, Some(3));
+        assert_eq!(load(&file, &["--workers", "5"]).unwrap().workers, Some(5));
+        assert_eq!(load(&file, &["--workers", "auto"]).unwrap().workers, None);
+        let err = load(&format!("workers = 0\n{endpoint}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("proxy.toml") && err.contains("--workers `0`"),
+            "{err}"
+        );
+        let err = load(&format!("[[route]]\n{endpoint}workers = 2\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whole process"), "{err}");
     }
 }

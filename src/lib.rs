@@ -9,7 +9,7 @@
 //! A request flows through the modules in this order:
 //!
 //! - [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, inbound TLS, graceful shutdown.
-//! - [`workers`]: a thread per CPU with its own runtime; each connection lives on one of them.
+//! - [`workers`]: threads with a runtime each (`--workers`); each connection lives on one of them.
 //! - [`proxy`]: the per-request pipeline, top to bottom, and the access log.
 //! - [`auth`]: inbound authentication (htpasswd bcrypt users, bearer tokens).
 //! - [`policy`]: the local IAM-style access policy, with indices read from paths and bodies.
@@ -136,6 +136,7 @@ pub async fn run(
         })
     };
     let admin_listen = admin_address(&settings)?;
+    let workers = settings.workers;
     // What the admin listener reports on: every route, as of the last (re)load. The admin
     // listener is up before the proxy's listeners say they are ready.
     let routes = Arc::new(std::sync::RwLock::new(Vec::new()));
@@ -170,6 +171,9 @@ pub async fn run(
                     Ok(settings) => {
                         if admin_address(&settings).ok().flatten() != admin_listen {
                             tracing::warn!("admin-listen changed in the configuration; it takes effect at the next restart");
+                        }
+                        if settings.workers != workers {
+                            tracing::warn!("workers changed in the configuration; it takes effect at the next restart");
                         }
                         listeners.reload(&settings).await
                     }

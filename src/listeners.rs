@@ -141,7 +141,7 @@ impl Listeners {
                     let task = tokio::spawn(server::serve_shared(tcp, shared.clone(), async {
                         let _ = stopped.await;
                     }));
-                    tracing::info!(listen = %bound, "sigv4-proxy ready");
+                    tracing::info!(listen = %bound, workers = crate::workers::count(), "sigv4-proxy ready");
                     self.listeners.insert(
                         addr,
                         Listener {

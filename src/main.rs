@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     };
     // The main runtime accepts connections and runs the admin listener, credential refreshes
     // and reloads; the connections themselves are served by the workers (`workers.rs`).
+    sigv4_proxy::workers::configure(settings.workers);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

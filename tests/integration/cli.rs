@@ -403,3 +403,35 @@ async fn a_request_that_outlives_the_drain_deadline_is_cut_off_and_the_process_e
         "exited by itself, not by a signal: {status:?}\n{log}"
     );
 }
+
+/// `--workers N` runs N worker threads, `auto` half the CPUs the process may use (rounded up),
+/// and the ready line says how many; requests are served either way.
+#[tokio::test]
+async fn workers_sets_how_many_threads_serve_connections() {
+    let up = upstream().await;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (flag, expected) in [(Some("3"), 3), (None, cpus.div_ceil(2))] {
+        let mut args = upstream_args(&up);
+        if let Some(n) = flag {
+            args.extend(["--workers".to_string(), n.to_string()]);
+        }
+        let mut proxy = ProxyProcess::start(&args, &env_creds()).await;
+        // The workers start with the first connection.
+        assert_eq!(get(proxy.addr, "/_cluster/health").await.status, 200);
+        let pid = proxy.child.id().expect("running");
+        let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the proxy's threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("sigv4-worker-"))
+            .count();
+        assert_eq!(workers, expected, "--workers {flag:?} on {cpus} CPUs");
+        proxy.terminate().await;
+        let logs = proxy.stderr();
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("sigv4-proxy ready")
+                    && l.contains(&format!("workers={expected}"))),
+            "{logs}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::support::connect_proxy::ConnectProxy;
 use crate::support::http::{connection, get, raw, send};
-use crate::support::proxy::{provider, upstream_args};
+use crate::support::proxy::{in_process_workers, provider, upstream_args};
 use crate::support::{Creds, ProxyProcess, Reply, TestProxy, TestUpstream};
 
 const SECRET: &str = "ops/secret+key";
@@ -68,6 +68,7 @@ fn build_with_test_creds() -> BuildProxy {
     Arc::new(|config: Config| {
         Box::pin(async move {
             let region = config.region.clone().expect("region");
+            in_process_workers();
             Ok(Arc::new(Proxy::new(
                 &config,
                 CredentialCache::new(provider(&creds())),
@@ -626,6 +627,7 @@ async fn dns_changes_retire_pooled_connections_to_vanished_addresses() {
     let current = answer.clone();
     config.upstream.resolver = Resolver::from_fn(move |_, _| Ok(vec![*current.lock().unwrap()]));
     config.upstream.dns_refresh = Duration::from_millis(200);
+    in_process_workers();
     let proxy = Arc::new(
         Proxy::new(
             &config,

@@ -54,6 +54,13 @@ pub fn provider(creds: &Creds) -> SharedCredentialsProvider {
     ))
 }
 
+/// Sets the workers the in-process proxies share (the count is process-wide) before the first
+/// proxy is built: two whatever the machine (`auto` is one on two CPUs), so that they meet what
+/// a multi-worker proxy meets, such as a pool per worker. Returns the count.
+pub fn in_process_workers() -> usize {
+    sigv4_proxy::workers::configure(Some(2))
+}
+
 impl TestProxy {
     /// Starts a proxy in front of `up` signing with `creds`; `extra` are more command-line flags.
     pub async fn start(up: &TestUpstream, creds: &Creds, extra: &[&str]) -> TestProxy {
@@ -78,6 +85,7 @@ impl TestProxy {
         let cli = sigv4_proxy::cli::Cli::try_parse_from(&argv).expect("valid test arguments");
         let config = Config::from_args(&cli.proxy).expect("valid test configuration");
         let region = config.region.clone().expect("region");
+        in_process_workers();
         let proxy =
             Arc::new(Proxy::new(&config, CredentialCache::new(provider), region).expect("proxy"));
         let listener = server::bind(config.listen).await.expect("bind");
