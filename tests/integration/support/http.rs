@@ -130,6 +130,23 @@ impl KeepAlive {
         .unwrap_or_else(|e| panic!("GET {target}: {e}"))
     }
 
+    /// Any request on this connection (bounded to 30 s).
+    pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.request(method, target, headers, body.into()),
+        )
+        .await
+        .expect("request finished within 30 s")
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+
     /// Sends one request on this connection (a `Host` of the proxy's address unless given).
     async fn request(
         &mut self,
