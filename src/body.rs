@@ -137,6 +137,7 @@ impl RequestBody {
                 failure: failure.clone(),
             })),
             remaining: len,
+            progress: None,
         };
         Ok(RequestBody::Streamed(Streamed {
             body: std::sync::Mutex::new(Some(outbound)),
@@ -398,6 +399,7 @@ impl SpooledBody {
                 },
             },
             remaining: self.len,
+            progress: None,
         }
     }
 
@@ -711,6 +713,35 @@ impl Read for PositionedReader {
 pub struct OutboundBody {
     source: Source,
     remaining: u64,
+    /// When the endpoint last took a piece of the body (see [`OutboundBody::track_progress`]).
+    progress: Option<Arc<Progress>>,
+}
+
+/// When a body being sent last moved: a piece taken, or its end.
+#[derive(Debug)]
+pub struct Progress {
+    since: tokio::time::Instant,
+    /// Nanoseconds after `since`.
+    moved: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            since: tokio::time::Instant::now(),
+            moved: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn moved_now(&self) {
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.moved.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The last time the body moved (when tracking started, if it has not yet).
+    pub fn last_moved(&self) -> tokio::time::Instant {
+        self.since + Duration::from_nanos(self.moved.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 enum Source {
@@ -735,7 +766,20 @@ impl OutboundBody {
                 next: 0,
             },
             remaining: 0,
+            progress: None,
         }
+    }
+
+    /// Tracks when the endpoint takes each piece of this body, for a timeout that counts the
+    /// endpoint's silence rather than the upload's length. `None` for an empty body (nothing
+    /// to send).
+    pub fn track_progress(&mut self) -> Option<Arc<Progress>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let progress = Arc::new(Progress::new());
+        self.progress = Some(progress.clone());
+        Some(progress)
     }
 }
 
@@ -796,11 +840,17 @@ impl Body for OutboundBody {
         match polled {
             Poll::Ready(Some(Ok(data))) => {
                 this.remaining = this.remaining.saturating_sub(data.len() as u64);
+                if let Some(progress) = &this.progress {
+                    progress.moved_now();
+                }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 this.remaining = 0;
+                if let Some(progress) = &this.progress {
+                    progress.moved_now();
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

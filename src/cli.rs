@@ -286,7 +286,8 @@ pub struct ProxyArgs {
     )]
     pub connect_timeout: String,
 
-    /// How long to wait for the endpoint's response headers (Dashboards queries may run 300 s).
+    /// How long to wait for the endpoint's response headers once the request body has gone, and
+    /// for the endpoint to take each piece of the body (Dashboards queries may run 300 s).
     #[arg(
         long,
         env = "SIGV4_PROXY_RESPONSE_TIMEOUT",

@@ -558,13 +558,16 @@ impl Proxy {
     }
 
     /// Sends one request, on a pooled connection or a new one, and waits for the response
-    /// headers.
+    /// headers. `--response-timeout` bounds the endpoint's silence: the wait for the headers
+    /// after the body has gone, and each wait for it to take the next piece of the body, so a
+    /// long upload (a streamed body comes as fast as the client sends it) is not cut off.
     async fn send(
         &self,
-        request: Request<OutboundBody>,
+        mut request: Request<OutboundBody>,
         new_connection: bool,
     ) -> Result<Response<hyper::body::Incoming>, Sent> {
         let started = Instant::now();
+        let progress = request.body_mut().track_progress();
         let sent = async {
             if new_connection {
                 self.client.request_on_new_connection(request).await
@@ -572,8 +575,8 @@ impl Proxy {
                 self.client.request(request).await
             }
         };
-        match tokio::time::timeout(self.response_timeout, sent).await {
-            Err(_) => Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
+        match until_silent_for(self.response_timeout, progress.as_deref(), sent).await {
+            Err(Silent) => Err(Sent::Failed(ProxyError::GatewayTimeout(format!(
                 "{} did not answer within {} (--response-timeout)",
                 self.authority,
                 humantime::format_duration(self.response_timeout)
@@ -607,6 +610,32 @@ impl Proxy {
 
 /// Error bodies up to this size are read to see whether signing again would help.
 const REJECTION_BODY_LIMIT: usize = 64 * 1024;
+
+/// [`until_silent_for`] gave up: nothing moved for the whole timeout.
+struct Silent;
+
+/// Runs `work` until it completes or nothing has happened for `timeout`: counted from the
+/// start, or from when the body being sent last moved (`progress`).
+async fn until_silent_for<T>(
+    timeout: Duration,
+    progress: Option<&crate::body::Progress>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Silent> {
+    tokio::pin!(work);
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut work).await {
+            Ok(done) => return Ok(done),
+            Err(_) => {
+                let moved = progress.map(|p| p.last_moved() + timeout);
+                match moved {
+                    Some(later) if later > deadline => deadline = later,
+                    _ => return Err(Silent),
+                }
+            }
+        }
+    }
+}
 
 enum Sent {
     /// The connection failed after the request was handed to it; sending again may work.

@@ -370,6 +370,59 @@ async fn unsigned_large_bodies_stream_to_the_endpoint_as_they_arrive() {
     }
 }
 
+/// `--response-timeout` counts the endpoint's silence, not the upload's length: a streamed body
+/// that takes three times the timeout to arrive (the endpoint taking each piece as it comes)
+/// is answered, and an endpoint that says nothing once the body is in still gets 504.
+#[tokio::test]
+async fn a_streamed_upload_longer_than_the_response_timeout_is_not_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let args = [
+        "--unsigned-payload",
+        "--spill-threshold",
+        "64KiB",
+        "--response-timeout",
+        "500ms",
+    ];
+    let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 239) as u8).collect();
+    let piece = body.len() / 10;
+    let (up, proxy) = pair("es", &args).await;
+    let started = std::time::Instant::now();
+    let mut conn = start_upload(proxy.addr(), body.len(), &body[..piece]).await;
+    for at in (piece..body.len()).step_by(piece) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        conn.write_all(&body[at..(at + piece).min(body.len())])
+            .await
+            .unwrap();
+    }
+    let head = response_head(&mut conn, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "the upload took {:?}",
+        started.elapsed()
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let rec = up.last_request().unwrap();
+    assert_eq!(rec.body_sha256, hex_sha256(&body));
+    proxy.stop().await;
+
+    let (up, proxy) = pair("es", &args).await;
+    up.add_route(
+        "POST",
+        "/_bulk",
+        Reply::status(200).stall(Duration::from_secs(5)),
+    );
+    let mut conn = start_upload(proxy.addr(), body.len(), &body).await;
+    let answered = std::time::Instant::now();
+    let head = response_head(&mut conn, Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    assert!(
+        answered.elapsed() < Duration::from_secs(4),
+        "504 after {:?}, not the endpoint's 5 s",
+        answered.elapsed()
+    );
+    proxy.stop().await;
+}
+
 /// A streamed body the client stops sending: past `--body-idle-timeout` the client gets 408
 /// and the endpoint's request is cut off (never completes); a client that goes away mid-body
 /// likewise leaves nothing complete upstream. The proxy serves the next request.
