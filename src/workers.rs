@@ -13,8 +13,8 @@
 //! localhost proxy or a sidecar shares it with its client, and a proxied request's kernel
 //! work (the sockets on both sides, the loopback or NIC delivery) is as much again as the
 //! worker's own. Measured on 2 vCPUs with client, proxy and endpoint on the machine (the
-//! benchmark): one worker served 17-35 % more small GETs and 13-20 % more 64 KiB POSTs than
-//! two, at less CPU per request; bulks the same.
+//! benchmark): one worker served as many small GETs as two or up to 35 % more, and 13-19 %
+//! more 64 KiB POSTs, at less CPU per request; bulks the same.
 
 use std::cell::Cell;
 use std::future::Future;
