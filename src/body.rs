@@ -220,13 +220,7 @@ impl Passed {
             .idle
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match idle.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                let err = ProxyError::ClientTimeout(format!(
-                    "nothing received for {}",
-                    humantime::format_duration(timeout)
-                ));
-                Poll::Ready(Some(Err(self.failed(err))))
-            }
+            Poll::Ready(()) => Poll::Ready(Some(Err(self.failed(client_idle(timeout))))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -303,12 +297,9 @@ impl SpooledBody {
         let mut len: u64 = 0;
         loop {
             let next = match limits.idle_timeout {
-                Some(t) => tokio::time::timeout(t, body.frame()).await.map_err(|_| {
-                    ProxyError::ClientTimeout(format!(
-                        "nothing received for {}",
-                        humantime::format_duration(t)
-                    ))
-                })?,
+                Some(t) => tokio::time::timeout(t, body.frame())
+                    .await
+                    .map_err(|_| client_idle(t))?,
                 None => body.frame().await,
             };
             let Some(frame) = next else { break };
@@ -630,6 +621,14 @@ impl Drop for SpillFile {
             runtime.spawn_blocking(move || drop(file));
         }
     }
+}
+
+/// The client sent nothing of its body for `idle_timeout` (408).
+fn client_idle(idle_timeout: Duration) -> ProxyError {
+    ProxyError::ClientTimeout(format!(
+        "nothing received for {}",
+        humantime::format_duration(idle_timeout)
+    ))
 }
 
 fn sha256_hex(digest: &ring::digest::Digest) -> [u8; 64] {
