@@ -169,9 +169,11 @@ impl Config {
         let max_body = parse_size("--max-body", &args.max_body)?;
         let policy = match (&args.policy, args.read_only) {
             (Some(path), _) => Some(Arc::new(
-                Policy::from_file(path).map_err(|e| ConfigError(format!("--policy: {e}")))?,
+                Policy::from_file(path)
+                    .map_err(|e| ConfigError(format!("--policy: {e}")))?
+                    .with_inflate_limit(max_body),
             )),
-            (None, true) => Some(Arc::new(Policy::read_only())),
+            (None, true) => Some(Arc::new(Policy::read_only().with_inflate_limit(max_body))),
             (None, false) => None,
         };
         let htpasswd = args

@@ -25,7 +25,7 @@ use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
 use crate::metrics::{Metrics, RequestMetrics, Retry, RouteMetrics};
-use crate::policy::{Decision, Policy, RequestFacts};
+use crate::policy::{BodySource, Decision, Policy, RequestFacts};
 use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
 use crate::upstream::{build_client, ConnectError, UpstreamClient};
 
@@ -322,20 +322,28 @@ impl Proxy {
         }
 
         // The policy decides from the path alone where it can, before a byte of the body is read.
-        let policy_needs_body = match &self.policy {
-            Some(policy) if policy.needs_body(&parts.method, path) => true,
+        let content_type = header_text(&parts.headers, header::CONTENT_TYPE);
+        let content_encoding = header_text(&parts.headers, header::CONTENT_ENCODING);
+        let facts = RequestFacts {
+            method: &parts.method,
+            raw_path: path,
+            raw_query: query.as_deref(),
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            client_ip: peer.ip(),
+            principal: principal.as_deref(),
+        };
+        let plan = match &self.policy {
             Some(policy) => {
-                let facts = RequestFacts {
-                    method: &parts.method,
-                    raw_path: path,
-                    raw_query: parts.uri.query(),
-                    client_ip: peer.ip(),
-                    principal: principal.as_deref(),
-                };
-                enforce(policy.evaluate(&facts, None), notes)?;
-                false
+                let plan = policy.plan(&facts);
+                if !plan.needs_body() {
+                    enforce(policy.decide(&plan, &facts, None), notes)?;
+                    None
+                } else {
+                    Some((policy, plan))
+                }
             }
-            None => false,
+            None => None,
         };
 
         let body = RequestBody::read(
@@ -343,7 +351,7 @@ impl Proxy {
             declared_len,
             self.limits,
             self.payload,
-            policy_needs_body,
+            plan.is_some(),
         )
         .await?;
         if let RequestBody::Whole(whole) = &body {
@@ -354,19 +362,19 @@ impl Proxy {
         // A streamed body counts as declared: the server cuts off a client that sends less.
         notes.bytes_in = body.len();
 
-        if let (true, Some(policy), RequestBody::Whole(body)) =
-            (policy_needs_body, &self.policy, &body)
-        {
-            let decision = evaluate_with_body(
-                policy.clone(),
-                parts.method.clone(),
-                path.to_string(),
-                parts.uri.query().map(str::to_string),
-                peer,
-                principal.clone(),
-                body.clone(),
-            )
-            .await?;
+        if let (Some((policy, plan)), RequestBody::Whole(whole)) = (plan, &body) {
+            let decision = if whole.is_spilled() {
+                // Read from its file, off the async workers.
+                let owned = OwnedFacts::from(&facts);
+                let (policy, whole) = (policy.clone(), whole.clone());
+                tokio::task::spawn_blocking(move || {
+                    policy.decide(&plan, &owned.facts(), Some(&PolicyBody(&whole)))
+                })
+                .await
+                .map_err(|e| ProxyError::Internal(format!("policy task failed: {e}")))?
+            } else {
+                policy.decide(&plan, &facts, Some(&PolicyBody(whole)))
+            };
             enforce(decision, notes)?;
         }
 
@@ -720,30 +728,61 @@ async fn authenticate(
     }
 }
 
-/// Evaluates the policy with the body (the indices inside `_bulk`, `_mget`, `_msearch`, …),
-/// off the async workers: a spilled body is read from its file.
-async fn evaluate_with_body(
-    policy: Arc<Policy>,
+/// A request body as the policy reads it (from memory or its spill file, as often as needed).
+struct PolicyBody<'a>(&'a SpooledBody);
+
+impl BodySource for PolicyBody<'_> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn open(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send + '_>> {
+        Ok(self.0.reader())
+    }
+}
+
+/// [`RequestFacts`] that own their strings, to be decided on a blocking thread.
+struct OwnedFacts {
     method: Method,
     raw_path: String,
     raw_query: Option<String>,
-    peer: SocketAddr,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    client_ip: std::net::IpAddr,
     principal: Option<String>,
-    body: SpooledBody,
-) -> Result<Decision, ProxyError> {
-    tokio::task::spawn_blocking(move || {
-        let facts = RequestFacts {
-            method: &method,
-            raw_path: &raw_path,
-            raw_query: raw_query.as_deref(),
-            client_ip: peer.ip(),
-            principal: principal.as_deref(),
-        };
-        let mut reader = body.reader();
-        policy.evaluate(&facts, Some(&mut *reader))
-    })
-    .await
-    .map_err(|e| ProxyError::Internal(format!("policy task failed: {e}")))
+}
+
+impl OwnedFacts {
+    fn from(f: &RequestFacts<'_>) -> OwnedFacts {
+        OwnedFacts {
+            method: f.method.clone(),
+            raw_path: f.raw_path.to_string(),
+            raw_query: f.raw_query.map(str::to_string),
+            content_type: f.content_type.map(str::to_string),
+            content_encoding: f.content_encoding.map(str::to_string),
+            client_ip: f.client_ip,
+            principal: f.principal.map(str::to_string),
+        }
+    }
+
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            method: &self.method,
+            raw_path: &self.raw_path,
+            raw_query: self.raw_query.as_deref(),
+            content_type: self.content_type.as_deref(),
+            content_encoding: self.content_encoding.as_deref(),
+            client_ip: self.client_ip,
+            principal: self.principal.as_deref(),
+        }
+    }
+}
+
+/// A header's values as text, several joined with `, ` (`None`: absent or not text).
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let parts: Option<Vec<&str>> = values.map(|v| v.to_str().ok()).collect();
+    parts.map(|p| p.join(", "))
 }
 
 /// Turns a policy decision into the request's fate, logging denials with their reason.
@@ -764,11 +803,13 @@ fn enforce(decision: Decision, notes: &mut Notes) -> Result<(), ProxyError> {
             statement,
             action,
             resource,
+            api,
         } => {
             tracing::info!(
                 target: "sigv4_proxy::policy",
                 %action,
                 %resource,
+                %api,
                 statement = statement.as_deref().unwrap_or("-"),
                 principal = notes.principal.as_deref().unwrap_or("-"),
                 "denied: {reason}"

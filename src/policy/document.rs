@@ -241,6 +241,29 @@ impl Statement {
         }
     }
 
+    /// For an Allow statement: the pattern (as written) that allows every resource the
+    /// target stands for.
+    pub(crate) fn allow_match(&self, t: &Target) -> Option<String> {
+        if !self.allows(t) {
+            return None;
+        }
+        if self.not_resource {
+            Some(format!(
+                "NotResource {}",
+                self.resources
+                    .iter()
+                    .map(|r| format!("{:?}", r.written))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else {
+            self.resources
+                .iter()
+                .find(|r| r.glob.covers(t))
+                .map(|r| format!("Resource {:?}", r.written))
+        }
+    }
+
     pub(crate) fn mentions_principals(&self) -> bool {
         self.principals.is_some()
     }

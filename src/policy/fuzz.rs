@@ -4,11 +4,11 @@
 //! mutation fuzzer that runs in `cargo test` (`fuzz_tests.rs`), and the cargo-fuzz targets in
 //! `fuzz/` (libFuzzer). Not part of the proxy's API.
 
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::{BufRead, BufReader};
 
 use http::Method;
 
-use super::{body_needed, touched_resources, Decision, Policy, RequestFacts};
+use super::{BodySource, Decision, InMemory, Policy, RequestFacts, Touch};
 
 /// The fuzz targets, by name: the same names as the cargo-fuzz targets in `fuzz/`.
 pub const TARGETS: [&str; 4] = ["policy_document", "body_extractors", "path", "evaluate"];
@@ -65,6 +65,23 @@ fn policies() -> &'static (Policy, Policy) {
     })
 }
 
+fn facts<'a>(
+    method: &'a Method,
+    raw_path: &'a str,
+    raw_query: Option<&'a str>,
+    principal: Option<&'a str>,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        method,
+        raw_path,
+        raw_query,
+        content_type: Some("application/json"),
+        content_encoding: None,
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        principal,
+    }
+}
+
 /// Evaluates one request with its body in memory.
 pub fn decide(
     policy: &Policy,
@@ -74,21 +91,51 @@ pub fn decide(
     principal: Option<&str>,
     body: Option<&[u8]>,
 ) -> Decision {
-    let facts = RequestFacts {
-        method,
-        raw_path,
-        raw_query,
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        principal,
-    };
-    let mut cursor = body.map(Cursor::new);
-    policy.evaluate(&facts, cursor.as_mut().map(|c| c as &mut dyn BufRead))
+    let body = body.map(InMemory);
+    policy.evaluate(
+        &facts(method, raw_path, raw_query, principal),
+        body.as_ref().map(|b| b as &dyn BodySource),
+    )
 }
 
-/// A Deny always renders its 403 body, an Allow never does.
+/// Every resource a request touches, as a statement policy sees them.
+pub fn touched(
+    method: &Method,
+    raw_path: &str,
+    raw_query: Option<&str>,
+    body: Option<&dyn BodySource>,
+) -> Vec<Touch> {
+    let (deny, _) = policies();
+    deny.explain(&facts(method, raw_path, raw_query, None), body)
+        .touches
+        .into_iter()
+        .map(|t| t.touch)
+        .collect()
+}
+
+/// A Deny always says why, naming the action; an Allow never does.
 fn check_decision(d: &Decision) {
-    assert_eq!(d.is_allowed(), d.error_body().is_none(), "{d:?}");
-    let _ = d.reason();
+    match d {
+        Decision::Allow { .. } => assert_eq!(d.reason(), "allowed"),
+        Decision::Deny { reason, action, .. } => {
+            assert!(
+                reason.contains(action.as_str()) || reason.contains("not covered"),
+                "{d:?}"
+            )
+        }
+    }
+}
+
+/// A body read through a reader of `capacity` bytes (so extractors meet every split).
+struct Chunked<'a>(&'a [u8], usize);
+
+impl BodySource for Chunked<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        Ok(Box::new(BufReader::with_capacity(self.1, self.0)))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -151,39 +198,34 @@ pub fn body_extractors(data: &[u8]) {
         return;
     };
     let (method, path) = &BODY_APIS[usize::from(pick) % BODY_APIS.len()];
-    let whole = touched_resources(method, path, Some(&mut Cursor::new(body)));
+    let whole = touched(method, path, None, Some(&InMemory(body)));
     let capacity = 1 + usize::from(pick >> 4) % 5;
-    let chunked = touched_resources(
-        method,
-        path,
-        Some(&mut BufReader::with_capacity(capacity, body)),
-    );
+    let chunked = touched(method, path, None, Some(&Chunked(body, capacity)));
     assert_eq!(
         whole, chunked,
         "{method} {path}: reading the body {capacity} byte(s) at a time changed the result"
     );
 }
 
-/// Path parsing: any path either gives its resources or an error, and a path whose API keeps
-/// its indices in the body is never allowed without the body.
+/// Path classification: any path gives its resources without panicking, and a request whose
+/// body the policy needs is never allowed without it (it counts as touching every index).
 pub fn path(data: &[u8]) {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
     };
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
     let (deny, _) = policies();
     for method in &METHODS {
-        let touched = touched_resources(method, raw, None);
-        let needed = body_needed(method, raw);
-        if needed {
-            assert!(
-                touched.is_err(),
-                "{method} {raw:?}: the body is needed, yet its resources were found without it"
-            );
-        }
+        let _ = touched(method, path, query, None);
         for policy in [deny, &Policy::read_only()] {
-            let d = decide(policy, method, raw, None, None, None);
+            let f = facts(method, path, query, None);
+            let needed = policy.plan(&f).needs_body();
+            let d = decide(policy, method, path, query, None, None);
             check_decision(&d);
-            if needed && policy.needs_body(method, raw) {
+            if needed {
                 assert!(!d.is_allowed(), "{method} {raw:?} allowed without its body");
             }
         }

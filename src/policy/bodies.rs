@@ -1,0 +1,1400 @@
+//! The indices a request body names, API by API (the `body:KIND` of the route table).
+//!
+//! NDJSON bodies (`_bulk`, `_msearch`) are read line by line, and `_bulk`'s documents are
+//! skipped unread; JSON bodies are walked as a stream ([`super::json`]), so no body is held in
+//! memory. What an extractor finds goes to the caller one [`Named`] at a time, so evaluation
+//! stops at the first denied index. A body that cannot be read is an `Err`: the caller then
+//! counts the request as touching every index.
+
+use std::fmt;
+use std::io::BufRead;
+use std::ops::ControlFlow;
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::json::{self, ends_with, keys, Flow, Halt, Scalar, Step, Visit};
+use super::names::{index_items, mustache_to_wildcard, name_items, BadName};
+use super::pattern::Target;
+use super::routes::BodyKind;
+
+/// The longest `_bulk` action line / `_msearch` header line read (they are small JSON objects).
+pub(crate) const MAX_META_LINE: usize = 1 << 20;
+
+/// Something a body says about the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// A resource it touches (an index, alias or data stream and the API part), and where in
+    /// the body it is named (`line 3`, `docs[2]._index`).
+    Target { target: Target, place: String },
+    /// It may reach every index (`suffix` is the API part of the resource).
+    All { why: String, suffix: String },
+    /// It makes the request change something (clearing every scroll).
+    Writes { why: String },
+}
+
+/// The sink for what a body names; `Break` stops the reading.
+pub(crate) type Sink<'a> = &'a mut dyn FnMut(Named) -> ControlFlow<()>;
+
+/// Where the extractor is: the request's own indices and the API part of its resources.
+pub(crate) struct Context<'a> {
+    /// The indices the path (or the `index` query parameter) names, the default for lines and
+    /// entries that name none; empty when it names none.
+    pub(crate) defaults: &'a [Target],
+    /// The API part of the request's resources (`_search`, `_plugins/_ism/add`).
+    pub(crate) api: &'a str,
+}
+
+/// Reads the body of an API of `kind` and tells `sink` every index it names. `Err`: the body
+/// cannot be read (what is wrong, for the message). Nested request kinds (Dashboards) are not
+/// read here.
+pub(crate) fn extract(
+    kind: BodyKind,
+    body: &mut dyn BufRead,
+    cx: &Context<'_>,
+    sink: Sink<'_>,
+) -> Result<(), String> {
+    let flow = match kind {
+        BodyKind::None => Ok(()),
+        BodyKind::Bulk => bulk(body, cx, sink),
+        BodyKind::Mget => mget(body, cx, sink),
+        BodyKind::Msearch => msearch(body, cx, false, sink),
+        BodyKind::MsearchTemplate => msearch(body, cx, true, sink),
+        _ => {
+            let mut v = Walk::new(kind, cx, sink);
+            let walked = json::walk_reader(ReadAdapter(body), &mut v);
+            match walked {
+                Ok(()) => v.finish(),
+                Err(json::WalkError::Halt(h)) => Err(h),
+                Err(json::WalkError::Syntax(e)) => {
+                    Err(Halt::Invalid(format!("the body is not JSON: {e}")))
+                }
+            }
+        }
+    };
+    match flow {
+        Ok(()) | Err(Halt::Stop) => Ok(()),
+        Err(Halt::Invalid(e)) => Err(e),
+    }
+}
+
+/// `Read` over a `BufRead` trait object.
+struct ReadAdapter<'a>(&'a mut dyn BufRead);
+
+impl std::io::Read for ReadAdapter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+fn emit(sink: Sink<'_>, named: Named) -> Flow {
+    match sink(named) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Halt::Stop),
+    }
+}
+
+fn bad(place: &str, e: BadName) -> Halt {
+    Halt::Invalid(format!("{place}: {}", e.0))
+}
+
+// ---------------------------------------------------------------------------
+// NDJSON: _bulk, _msearch
+// ---------------------------------------------------------------------------
+
+struct Lines<'a> {
+    r: &'a mut dyn BufRead,
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(r: &'a mut dyn BufRead) -> Self {
+        Lines { r, line: 0 }
+    }
+
+    /// Reads the next line (without its `\n`) into `buf`, or discards it when `buf` is
+    /// `None`. Returns the 1-based line number, `None` at the end.
+    fn next(&mut self, mut buf: Option<&mut Vec<u8>>) -> Result<Option<usize>, Halt> {
+        if let Some(b) = buf.as_deref_mut() {
+            b.clear();
+        }
+        let mut got_any = false;
+        loop {
+            let avail = match self.r.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Halt::Invalid(format!("reading the body failed: {e}"))),
+            };
+            if avail.is_empty() {
+                if !got_any {
+                    return Ok(None);
+                }
+                break;
+            }
+            got_any = true;
+            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            if let Some(b) = buf.as_deref_mut() {
+                if b.len() + take > MAX_META_LINE {
+                    return Err(Halt::Invalid(format!(
+                        "line {} is longer than {MAX_META_LINE} bytes",
+                        self.line + 1
+                    )));
+                }
+                b.extend_from_slice(&avail[..take]);
+            }
+            let consumed = if done { take + 1 } else { take };
+            self.r.consume(consumed);
+            if done {
+                break;
+            }
+        }
+        self.line += 1;
+        Ok(Some(self.line))
+    }
+}
+
+fn is_blank(b: &[u8]) -> bool {
+    b.iter().all(|c| c.is_ascii_whitespace())
+}
+
+fn id_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BulkOp {
+    Index,
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Deserialize)]
+struct BulkMeta {
+    #[serde(rename = "_index")]
+    index: Option<String>,
+    #[serde(rename = "_id")]
+    id: Option<serde_json::Value>,
+}
+
+struct BulkLine {
+    op: BulkOp,
+    meta: BulkMeta,
+}
+
+impl<'de> Deserialize<'de> for BulkLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BulkLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"an action object like {"index":{"_index":"..."}}"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BulkLine, A::Error> {
+                let Some(k) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom("empty action object"));
+                };
+                let op = match k.as_str() {
+                    "index" => BulkOp::Index,
+                    "create" => BulkOp::Create,
+                    "update" => BulkOp::Update,
+                    "delete" => BulkOp::Delete,
+                    other => {
+                        return Err(de::Error::custom(format!("unknown bulk action {other:?}")))
+                    }
+                };
+                let meta = map.next_value()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("more than one action on one line"));
+                }
+                Ok(BulkLine { op, meta })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `_bulk`: every action line's `_index` (or the path's index), paired with its document line
+/// the way OpenSearch pairs them (the line after `index`, `create` or `update` is its
+/// document, whatever it holds; blank lines are skipped only where an action is expected).
+fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
+    let mut lines = Lines::new(r);
+    let mut buf = Vec::new();
+    while let Some(n) = lines.next(Some(&mut buf))? {
+        if is_blank(&buf) {
+            continue;
+        }
+        let place = format!("line {n}");
+        let line: BulkLine =
+            serde_json::from_slice(&buf).map_err(|e| Halt::Invalid(format!("{place}: {e}")))?;
+        let targets = match &line.meta.index {
+            Some(expr) => name_items(expr).map_err(|e| bad(&place, e))?,
+            None if !cx.defaults.is_empty() => cx.defaults.to_vec(),
+            None => {
+                return Err(Halt::Invalid(format!(
+                    "{place}: the action has no _index and the path names no index"
+                )))
+            }
+        };
+        let id = line.meta.id.as_ref().map(id_text);
+        let suffix = match (line.op, id) {
+            (BulkOp::Index | BulkOp::Delete, Some(id)) => format!("/_doc/{id}"),
+            (BulkOp::Create, Some(id)) => format!("/_create/{id}"),
+            (BulkOp::Update, Some(id)) => format!("/_update/{id}"),
+            (BulkOp::Update, None) => "/_update".to_string(),
+            _ => "/_doc".to_string(),
+        };
+        for t in targets {
+            emit(
+                sink,
+                Named::Target {
+                    target: t.join(&suffix),
+                    place: place.clone(),
+                },
+            )?;
+        }
+        if line.op != BulkOp::Delete && lines.next(None)?.is_none() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct MsearchHeader {
+    index: Option<IndexList>,
+    indices: Option<IndexList>,
+}
+
+/// `"a,b"` or `["a", "b"]`: OpenSearch splits a string at its commas, but takes each element
+/// of an array as one name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IndexList {
+    Expression(String),
+    Names(Vec<String>),
+}
+
+impl IndexList {
+    fn targets(&self) -> Result<Vec<Target>, BadName> {
+        match self {
+            IndexList::Expression(expr) => index_items(expr),
+            IndexList::Names(names) => {
+                let mut out = Vec::new();
+                for name in names {
+                    out.extend(name_items(name)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// `_msearch` and `_msearch/template`: each header line's `index`/`indices` (or the path's
+/// index, or every index), and the search (or template) line after it, read for the indices
+/// its query looks up.
+fn msearch(r: &mut dyn BufRead, cx: &Context<'_>, template: bool, sink: Sink<'_>) -> Flow {
+    let all = [Target::wildcard("*")];
+    let defaults = if cx.defaults.is_empty() {
+        &all[..]
+    } else {
+        cx.defaults
+    };
+    let mut lines = Lines::new(r);
+    let mut buf = Vec::new();
+    let mut first = true;
+    while let Some(n) = lines.next(Some(&mut buf))? {
+        // OpenSearch skips one empty line at the very start of the body only.
+        if std::mem::take(&mut first) && buf.is_empty() {
+            continue;
+        }
+        let place = format!("line {n}");
+        let mut targets = Vec::new();
+        if !is_blank(&buf) {
+            let h: MsearchHeader =
+                serde_json::from_slice(&buf).map_err(|e| Halt::Invalid(format!("{place}: {e}")))?;
+            for list in h.index.iter().chain(&h.indices) {
+                targets.extend(list.targets().map_err(|e| bad(&place, e))?);
+            }
+        }
+        if targets.is_empty() {
+            targets = defaults.to_vec();
+        }
+        for t in targets {
+            emit(
+                sink,
+                Named::Target {
+                    target: t.join("/_search"),
+                    place: place.clone(),
+                },
+            )?;
+        }
+        // The search line: its query may look up documents in other indices.
+        let Some(n) = lines.next(Some(&mut buf))? else {
+            break;
+        };
+        let kind = if template {
+            BodyKind::SearchTemplate
+        } else {
+            BodyKind::Search
+        };
+        let mut v = Walk::new(kind, cx, &mut *sink);
+        v.place_prefix = format!("line {n}");
+        match json::walk_slice(&buf, &mut v) {
+            Ok(()) => v.finish()?,
+            Err(json::WalkError::Halt(h)) => return Err(h),
+            Err(json::WalkError::Syntax(e)) => {
+                return Err(Halt::Invalid(format!("line {n} is not JSON: {e}")))
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// _mget, _mtermvectors
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct MgetBody {
+    docs: Option<Vec<MgetDoc>>,
+}
+
+#[derive(Deserialize)]
+struct MgetDoc {
+    #[serde(rename = "_index")]
+    index: Option<String>,
+    #[serde(rename = "_id")]
+    id: Option<serde_json::Value>,
+}
+
+/// Skips leading white space; true when nothing else is left.
+fn skip_blank(r: &mut dyn BufRead) -> Result<bool, Halt> {
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Halt::Invalid(format!("reading the body failed: {e}"))),
+        };
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        let n = buf.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        let all = n == buf.len();
+        r.consume(n);
+        if !all {
+            return Ok(false);
+        }
+    }
+}
+
+fn mget(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
+    if skip_blank(r)? {
+        return Ok(());
+    }
+    let body: MgetBody = serde_json::from_reader(ReadAdapter(r))
+        .map_err(|e| Halt::Invalid(format!("the body is not what the API takes: {e}")))?;
+    for (i, doc) in body.docs.unwrap_or_default().into_iter().enumerate() {
+        let place = format!("docs[{i}]");
+        let targets = match &doc.index {
+            Some(expr) => name_items(expr).map_err(|e| bad(&place, e))?,
+            None if !cx.defaults.is_empty() => cx.defaults.to_vec(),
+            None => {
+                return Err(Halt::Invalid(format!(
+                    "{place} has no _index and the path names no index"
+                )))
+            }
+        };
+        let suffix = match &doc.id {
+            Some(id) => format!("/_doc/{}", id_text(id)),
+            None => "/_doc".to_string(),
+        };
+        for t in targets {
+            emit(
+                sink,
+                Named::Target {
+                    target: t.join(&suffix),
+                    place: place.clone(),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// JSON bodies, walked
+// ---------------------------------------------------------------------------
+
+/// Fields that hold index, alias or data-stream names in plugin bodies (ISM, alerting, anomaly
+/// detection, ML, transforms, rollups, replication, security roles, k-NN, geospatial...).
+const PLUGIN_NAME_KEYS: [&str; 24] = [
+    "index",
+    "indices",
+    "_index",
+    "index_name",
+    "index_pattern",
+    "index_patterns",
+    "indexPattern",
+    "source_index",
+    "target_index",
+    "dest_index",
+    "destination_index",
+    "input_index",
+    "result_index",
+    "custom_result_index",
+    "training_index",
+    "leader_index",
+    "leader_alias",
+    "follower_index",
+    "rollover_alias",
+    "alias",
+    "aliases",
+    "write_index",
+    "target_index_name_template",
+    "index_prefix",
+];
+
+/// The value of one scalar as a name: OpenSearch's parsers read a number or boolean where a
+/// name belongs as its text.
+fn scalar_text(v: Scalar<'_>) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Scalar::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Scalar::Number(n) => Some(std::borrow::Cow::Borrowed(n)),
+        Scalar::Bool(b) => Some(std::borrow::Cow::Borrowed(if b { "true" } else { "false" })),
+        Scalar::Null => None,
+    }
+}
+
+/// Nested `wrapper` queries (base64 JSON) are read this deep.
+const MAX_WRAPPER_DEPTH: usize = 4;
+
+/// A walk over one JSON body of `kind`.
+struct Walk<'a, 'b> {
+    kind: BodyKind,
+    cx: &'a Context<'a>,
+    sink: Sink<'b>,
+    /// `line 3` for a `_msearch` search line: prefixed to places.
+    place_prefix: String,
+    /// Whether the fields the API must have were seen (snapshot `indices`, reindex
+    /// `source.index`...).
+    seen: bool,
+    /// For a stored script: its `lang` and (string) `source`.
+    script_lang: Option<String>,
+    script_source: Option<String>,
+    /// Open `indexed_shape` objects, and whether each named its index.
+    shapes: Vec<bool>,
+    wrapper_depth: usize,
+}
+
+impl<'a, 'b> Walk<'a, 'b> {
+    fn new(kind: BodyKind, cx: &'a Context<'a>, sink: Sink<'b>) -> Self {
+        Walk {
+            kind,
+            cx,
+            sink,
+            place_prefix: String::new(),
+            seen: false,
+            script_lang: None,
+            script_source: None,
+            shapes: Vec::new(),
+            wrapper_depth: 0,
+        }
+    }
+
+    fn place(&self, path: &[Step]) -> String {
+        let p = json::display(path);
+        match (self.place_prefix.is_empty(), p.is_empty()) {
+            (true, _) => p,
+            (false, true) => self.place_prefix.clone(),
+            (false, false) => format!("{}: {p}", self.place_prefix),
+        }
+    }
+
+    /// An index expression at `path`; `split`: a comma list (else one name, checked whole
+    /// and split). `suffix`: the API part of the resource (`None`: the request's own).
+    fn names(&mut self, path: &[Step], text: &str, split: bool, suffix: Option<&str>) -> Flow {
+        let place = self.place(path);
+        let text = mustache_to_wildcard(text);
+        let targets = if split {
+            index_items(&text)
+        } else {
+            name_items(&text)
+        }
+        .map_err(|e| bad(&place, e))?;
+        let suffix = match suffix {
+            Some(s) => s.to_string(),
+            None if self.cx.api.is_empty() => String::new(),
+            None => format!("/{}", self.cx.api),
+        };
+        for t in targets {
+            emit(
+                self.sink,
+                Named::Target {
+                    target: t.join(&suffix),
+                    place: place.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn all(&mut self, why: String) -> Flow {
+        let suffix = if self.cx.api.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", self.cx.api)
+        };
+        emit(self.sink, Named::All { why, suffix })
+    }
+
+    /// A name where a string belongs: a number or boolean is read as its text, null as absent.
+    fn scalar_names(
+        &mut self,
+        path: &[Step],
+        v: Scalar<'_>,
+        split: bool,
+        suffix: Option<&str>,
+    ) -> Flow {
+        match scalar_text(v) {
+            Some(t) => {
+                let t = t.into_owned();
+                self.names(path, &t, split, suffix)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The parts of a query that read other indices: a terms lookup's `index`, a
+    /// `more_like_this` document's `_index`, a pre-indexed shape's `index` (default `shapes`),
+    /// a percolated document's `index`, and the query inside a `wrapper`.
+    fn query_scalar(&mut self, path: &[Step], v: Scalar<'_>) -> Flow {
+        let doc = Some("/_doc");
+        if ends_with(path, &["terms", "*", "index"])
+            || ends_with(path, &["percolate", "index"])
+            || ends_with(path, &["more_like_this", "like", "_index"])
+            || ends_with(path, &["more_like_this", "unlike", "_index"])
+            || ends_with(path, &["mlt", "like", "_index"])
+            || ends_with(path, &["mlt", "unlike", "_index"])
+        {
+            return self.scalar_names(path, v, false, doc);
+        }
+        if ends_with(path, &["indexed_shape", "index"]) && is_shape(&path[..path.len() - 1]) {
+            if let Some(open) = self.shapes.last_mut() {
+                *open = true;
+            }
+            return self.scalar_names(path, v, false, doc);
+        }
+        if ends_with(path, &["wrapper", "query"]) {
+            let Scalar::Str(encoded) = v else {
+                return Err(Halt::Invalid(format!(
+                    "{}: a wrapper query is not base64 text",
+                    self.place(path)
+                )));
+            };
+            return self.wrapped(path, encoded);
+        }
+        Ok(())
+    }
+
+    fn wrapped(&mut self, path: &[Step], encoded: &str) -> Flow {
+        let place = self.place(path);
+        if self.wrapper_depth >= MAX_WRAPPER_DEPTH {
+            return Err(Halt::Invalid(format!(
+                "{place}: wrapper queries nested too deep"
+            )));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| Halt::Invalid(format!("{place}: the wrapper query is not base64: {e}")))?;
+        let mut inner = Walk::new(BodyKind::Search, self.cx, &mut *self.sink);
+        inner.place_prefix = format!("{place} (decoded)");
+        inner.wrapper_depth = self.wrapper_depth + 1;
+        match json::walk_slice(&decoded, &mut inner) {
+            Ok(()) => inner.finish(),
+            Err(json::WalkError::Halt(h)) => Err(h),
+            Err(json::WalkError::Syntax(e)) => Err(Halt::Invalid(format!(
+                "{place}: the wrapper query is not JSON: {e}"
+            ))),
+        }
+    }
+
+    /// A search template's `source`: a query object, or text with `{{placeholders}}`.
+    fn template_source(&mut self, path: &[Step], text: &str) -> Flow {
+        let place = self.place(path);
+        let filled = fill_placeholders(text);
+        let mut inner = Walk::new(BodyKind::Search, self.cx, &mut *self.sink);
+        inner.place_prefix = place.clone();
+        match json::walk_slice(filled.as_bytes(), &mut inner) {
+            Ok(()) => return inner.finish(),
+            Err(json::WalkError::Halt(h)) => return Err(h),
+            Err(json::WalkError::Syntax(_)) => {}
+        }
+        self.all(format!(
+            "{place}: the search template cannot be read as JSON, so the indices its query looks up cannot be told"
+        ))
+    }
+}
+
+/// Is `path` a shape query's `indexed_shape` object (`geo_shape.FIELD.indexed_shape`)?
+fn is_shape(path: &[Step]) -> bool {
+    ["geo_shape", "shape", "xy_shape"]
+        .iter()
+        .any(|q| ends_with(path, &[q, "*", "indexed_shape"]))
+}
+
+/// Fills each `{{…}}` placeholder (and each mustache section, `{{#toJson}}x{{/toJson}}`, whole)
+/// with what it may stand for: `*` inside a JSON string (any text), `0` outside one (a value).
+fn fill_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut section = 0usize;
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            let Some(end) = rest.find("}}") else {
+                break;
+            };
+            let tag = &rest[2..end];
+            let fill = if in_string { "*" } else { "0" };
+            if tag.starts_with('#') || tag.starts_with('^') {
+                if section == 0 {
+                    out.push_str(fill);
+                }
+                section += 1;
+            } else if tag.starts_with('/') {
+                section = section.saturating_sub(1);
+            } else if section == 0 {
+                out.push_str(fill);
+            }
+            rest = &rest[end + 2..];
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        rest = &rest[c.len_utf8()..];
+        if section > 0 {
+            continue;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Visit for Walk<'_, '_> {
+    fn begin_object(&mut self, path: &[Step]) -> Flow {
+        if is_shape(path) {
+            self.shapes.push(false);
+        }
+        let ks: Vec<&str> = keys(path).collect();
+        // Alias definitions are objects keyed by the alias's name.
+        let alias_name = match (self.kind, ks.as_slice()) {
+            (BodyKind::CreateIndex | BodyKind::Template, ["aliases", name]) => Some(*name),
+            (BodyKind::Template | BodyKind::ComponentTemplate, ["template", "aliases", name]) => {
+                Some(*name)
+            }
+            _ => None,
+        };
+        if let Some(name) = alias_name {
+            let name = name.to_string();
+            self.names(path, &name, false, Some("/_aliases"))?;
+            if self.kind == BodyKind::ComponentTemplate {
+                return self.all(format!(
+                    "{}: a component template's aliases go onto every index that uses it",
+                    self.place(path)
+                ));
+            }
+        }
+        if self.kind == BodyKind::Plugin && ks.last() == Some(&"aliases") {
+            return Ok(());
+        }
+        if self.kind == BodyKind::Plugin && ks.len() >= 2 && ks[ks.len() - 2] == "aliases" {
+            // `"aliases": {"name": {...}}` in a plugin body.
+            let name = ks[ks.len() - 1].to_string();
+            return self.names(path, &name, false, None);
+        }
+        if self.kind == BodyKind::Aliases && ks.len() == 2 && ks[0] == "actions" {
+            if !matches!(ks[1], "add" | "remove" | "remove_index") {
+                return Err(Halt::Invalid(format!(
+                    "{}: unknown alias action {:?}",
+                    self.place(path),
+                    ks[1]
+                )));
+            }
+            self.seen = false;
+        }
+        Ok(())
+    }
+
+    fn end_object(&mut self, path: &[Step], _members: usize) -> Flow {
+        if is_shape(path) && !self.shapes.pop().unwrap_or(true) {
+            // A pre-indexed shape without an index is looked up in `shapes`.
+            self.names(path, "shapes", false, Some("/_doc"))?;
+        }
+        let ks: Vec<&str> = keys(path).collect();
+        if self.kind == BodyKind::Aliases && ks.len() == 2 && ks[0] == "actions" && !self.seen {
+            return self.all(format!("{} names no index", self.place(path)));
+        }
+        Ok(())
+    }
+
+    fn end_array(&mut self, path: &[Step], elements: usize) -> Flow {
+        if elements > 0 {
+            return Ok(());
+        }
+        let ks: Vec<&str> = keys(path).collect();
+        let empty_means_all = match (self.kind, ks.as_slice()) {
+            (
+                BodyKind::SnapshotCreate
+                | BodyKind::SnapshotRestore
+                | BodyKind::SnapshotClone
+                | BodyKind::RemoteRestore,
+                ["indices"],
+            ) => true,
+            (BodyKind::SmPolicy, ["snapshot_config", "indices"]) => true,
+            (BodyKind::Reindex, ["source", "index"]) => true,
+            (BodyKind::Plugin, [.., k]) => PLUGIN_NAME_KEYS.contains(k),
+            _ => false,
+        };
+        if empty_means_all {
+            return self.all(format!(
+                "{}: an empty list means every index",
+                self.place(path)
+            ));
+        }
+        Ok(())
+    }
+
+    fn scalar(&mut self, path: &[Step], v: Scalar<'_>) -> Flow {
+        let ks: Vec<&str> = keys(path).collect();
+        match self.kind {
+            BodyKind::Search => self.query_scalar(path, v),
+            BodyKind::SearchTemplate => match (ks.as_slice(), v) {
+                (["source"], Scalar::Str(text)) => self.template_source(path, text),
+                (["source", ..], _) => self.query_scalar(path, v),
+                _ => Ok(()),
+            },
+            BodyKind::Script => {
+                match (ks.as_slice(), v) {
+                    (["script", "lang"], Scalar::Str(l)) => self.script_lang = Some(l.to_string()),
+                    (["script", "source"], Scalar::Str(s)) => {
+                        self.script_source = Some(s.to_string())
+                    }
+                    (["script", "source", ..], _) => return self.query_scalar(path, v),
+                    _ => {}
+                }
+                Ok(())
+            }
+            BodyKind::Reindex => match ks.as_slice() {
+                ["source", "index"] => {
+                    self.seen = true;
+                    // A string is a comma list; an array's elements are names.
+                    let split = !matches!(path.last(), Some(Step::Index(_)));
+                    self.scalar_names(path, v, split, Some("/_search"))
+                }
+                ["dest", "index"] => self.scalar_names(path, v, false, Some("/_doc")),
+                ["script", ..] => self.all("a script can set ctx._index to any index".into()),
+                ["source", "query", ..] => self.query_scalar(path, v),
+                _ => Ok(()),
+            },
+            BodyKind::Aliases => match ks.as_slice() {
+                ["actions", "remove_index", "index" | "indices"] => {
+                    self.seen = true;
+                    self.scalar_names(path, v, false, Some(""))
+                }
+                ["actions", _, "index" | "indices"] => {
+                    self.seen = true;
+                    self.scalar_names(path, v, false, Some("/_aliases"))
+                }
+                ["actions", _, "alias" | "aliases"] => {
+                    self.scalar_names(path, v, false, Some("/_aliases"))
+                }
+                ["actions", _, "filter", ..] => self.query_scalar(path, v),
+                ["actions", _] => Err(Halt::Invalid(format!(
+                    "{}: an alias action is not an object",
+                    self.place(path)
+                ))),
+                _ => Ok(()),
+            },
+            BodyKind::PutAlias => match ks.as_slice() {
+                ["index" | "indices"] => {
+                    let split = !matches!(path.last(), Some(Step::Index(_)));
+                    self.scalar_names(path, v, split, Some("/_alias"))
+                }
+                ["alias" | "aliases"] => self.scalar_names(path, v, false, Some("/_alias")),
+                ["filter", ..] => self.query_scalar(path, v),
+                _ => Ok(()),
+            },
+            BodyKind::CreateIndex => match ks.as_slice() {
+                ["aliases", name] => {
+                    let name = name.to_string();
+                    self.names(path, &name, false, Some("/_aliases"))
+                }
+                ["aliases", _, "filter", ..] => self.query_scalar(path, v),
+                _ => Ok(()),
+            },
+            BodyKind::Template | BodyKind::ComponentTemplate => match ks.as_slice() {
+                ["aliases", name] | ["template", "aliases", name] => {
+                    let name = name.to_string();
+                    self.names(path, &name, false, Some("/_aliases"))
+                }
+                ["index_patterns"] | ["template"] => {
+                    self.scalar_names(path, v, false, Some("/_template"))
+                }
+                ["aliases", _, "filter", ..] | ["template", "aliases", _, "filter", ..] => {
+                    self.query_scalar(path, v)
+                }
+                _ => Ok(()),
+            },
+            BodyKind::SnapshotCreate | BodyKind::SnapshotClone | BodyKind::RemoteRestore => {
+                match ks.as_slice() {
+                    ["indices"] => {
+                        self.seen = true;
+                        let split = !matches!(path.last(), Some(Step::Index(_)));
+                        self.scalar_names(path, v, split, None)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            BodyKind::SnapshotRestore => match ks.as_slice() {
+                ["indices"] => {
+                    self.seen = true;
+                    let split = !matches!(path.last(), Some(Step::Index(_)));
+                    self.scalar_names(path, v, split, None)
+                }
+                ["rename_replacement"] => {
+                    // `restored_$1`: each group reference stands for any text.
+                    let text = scalar_text(v).map(|t| t.into_owned()).unwrap_or_default();
+                    let pattern = dollar_groups_to_wildcard(&text);
+                    self.names(path, &pattern, false, None)
+                }
+                _ => Ok(()),
+            },
+            BodyKind::SmPolicy => match ks.as_slice() {
+                ["snapshot_config", "indices"] => {
+                    self.seen = true;
+                    let split = !matches!(path.last(), Some(Step::Index(_)));
+                    self.scalar_names(path, v, split, None)
+                }
+                _ => Ok(()),
+            },
+            BodyKind::Reroute => match ks.as_slice() {
+                ["commands", _, "index"] => self.scalar_names(path, v, false, None),
+                _ => Ok(()),
+            },
+            BodyKind::AllocationExplain => match ks.as_slice() {
+                ["index"] => self.scalar_names(path, v, false, None),
+                _ => Ok(()),
+            },
+            BodyKind::PainlessExecute => match ks.as_slice() {
+                ["context_setup", "index"] => self.scalar_names(path, v, false, None),
+                _ => Ok(()),
+            },
+            BodyKind::ClearScroll | BodyKind::DeletePit => match (ks.as_slice(), v) {
+                (["scroll_id" | "pit_id"], Scalar::Str(id)) if releases_all(id) => {
+                    let why = format!(
+                        "{} is `_all`: it releases every client's search contexts",
+                        self.place(path)
+                    );
+                    emit(self.sink, Named::Writes { why })
+                }
+                _ => Ok(()),
+            },
+            BodyKind::Plugin => {
+                let Some(last) = ks.last() else {
+                    return Ok(());
+                };
+                let under_name_key = ks[..ks.len() - 1]
+                    .iter()
+                    .any(|k| PLUGIN_NAME_KEYS.contains(k));
+                if *last == "index_prefix" {
+                    let Some(text) = scalar_text(v) else {
+                        return Ok(());
+                    };
+                    let prefix = format!("{}*", text);
+                    return self.names(path, &prefix, false, None);
+                }
+                if PLUGIN_NAME_KEYS.contains(last) || (under_name_key && *last == "source") {
+                    let split = !matches!(path.last(), Some(Step::Index(_)));
+                    return self.scalar_names(path, v, split, None);
+                }
+                self.query_scalar(path, v)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Walk<'_, '_> {
+    /// What the body must have had, checked at its end.
+    fn finish(&mut self) -> Flow {
+        let missing = match self.kind {
+            BodyKind::SnapshotCreate => {
+                Some("it names no `indices`, so the snapshot has every index")
+            }
+            BodyKind::SnapshotRestore => {
+                Some("it names no `indices`, so every index of the snapshot is restored")
+            }
+            BodyKind::SnapshotClone | BodyKind::RemoteRestore => Some("it names no `indices`"),
+            BodyKind::SmPolicy => {
+                Some("`snapshot_config.indices` is missing, so every index is snapshotted")
+            }
+            BodyKind::Reindex => Some("`source.index` is missing"),
+            _ => None,
+        };
+        if let (Some(why), false) = (missing, self.seen) {
+            return self.all(why.to_string());
+        }
+        let lang = self.script_lang.take();
+        if let (Some("mustache"), Some(source)) = (lang.as_deref(), self.script_source.take()) {
+            let path = [Step::Key("script".into()), Step::Key("source".into())];
+            return self.template_source(&path, &source);
+        }
+        Ok(())
+    }
+}
+
+fn releases_all(ids: &str) -> bool {
+    ids.split(',').any(|id| id.trim() == "_all")
+}
+
+/// `$1`, `$2`… (a restore's `rename_replacement`) → `*`.
+fn dollar_groups_to_wildcard(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$'
+            && chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '{')
+        {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_alphanumeric() || matches!(d, '{' | '}'))
+            {
+                chars.next();
+            }
+            out.push('*');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A clear-scroll body that is not JSON: comma-separated scroll ids (older clients send them
+/// as text). True when one of them is `_all`.
+pub(crate) fn text_releases_all(text: &str) -> bool {
+    releases_all(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        kind: BodyKind,
+        defaults: &[&str],
+        api: &str,
+        body: &str,
+    ) -> Result<Vec<String>, String> {
+        let defaults: Vec<Target> = defaults.iter().map(|d| Target::wildcard(d)).collect();
+        let cx = Context {
+            defaults: &defaults,
+            api,
+        };
+        let mut out = Vec::new();
+        let mut sink = |n: Named| {
+            out.push(match n {
+                Named::Target { target, place } => format!("{target} @ {place}"),
+                Named::All { why, suffix } => format!("*{suffix} ({why})"),
+                Named::Writes { why } => format!("writes ({why})"),
+            });
+            ControlFlow::Continue(())
+        };
+        let mut whole = std::io::Cursor::new(body.as_bytes());
+        extract(kind, &mut whole, &cx, &mut sink)?;
+        // Read a byte at a time, the answer is the same.
+        let mut again = Vec::new();
+        let mut sink2 = |n: Named| {
+            again.push(n);
+            ControlFlow::Continue(())
+        };
+        let mut slow = std::io::BufReader::with_capacity(1, body.as_bytes());
+        extract(kind, &mut slow, &cx, &mut sink2).unwrap();
+        assert_eq!(again.len(), out.len());
+        Ok(out)
+    }
+
+    fn ok(kind: BodyKind, body: &str) -> Vec<String> {
+        run(kind, &[], "API", body).unwrap()
+    }
+
+    #[test]
+    fn bulk_actions_and_source_lines() {
+        let body = concat!(
+            "{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n",
+            "{\"delete\":{\"_index\":\"restricted-index\",\"_id\":\"x\"}}\n",
+            "\n",
+            "{\"create\":{\"_index\":\"b\",\"_id\":2}}\n",
+            "{\"delete\":{\"_index\":\"restricted-index\"}}\n",
+            "{ \"update\" : { \"_id\" : \"3\" } }\r\n",
+            "{\"doc\":{\"index\":{\"_index\":\"restricted-index\"}}}\n",
+            "{\"delete\":{\"_index\":\"c\",\"_id\":\"4\"}}\n",
+            "{\"index\":{}}\n",
+            "\n",
+        );
+        // Lines 2 and 5 look like actions on restricted-index, but they are the documents of
+        // the `index` and `create` before them (as OpenSearch reads them).
+        assert_eq!(
+            run(BodyKind::Bulk, &["dflt"], "_bulk", body).unwrap(),
+            [
+                "a/_doc/1 @ line 1",
+                "b/_create/2 @ line 4",
+                "dflt/_update/3 @ line 6",
+                "c/_doc/4 @ line 8",
+                "dflt/_doc @ line 9",
+            ]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::Bulk,
+                "{\"delete\":{\"_index\":\"restr\\u0069cted-index\",\"_id\":1}}"
+            ),
+            ["restricted-index/_doc/1 @ line 1"]
+        );
+        for bad in [
+            "{\"index\":{}}\n{}\n",
+            "{\"index\":{\"_index\":\"a\"},\"delete\":{\"_index\":\"b\"}}\n",
+            "{\"upsert\":{\"_index\":\"a\"}}\n",
+            "{\"index\":{\"_index\":\"a\",\"_index\":\"b\"}}\n",
+            "[{\"index\":{}}]\n",
+            "{\"index\":{/* c */\"_index\":\"a\"}}\n",
+            "{\"index\":{\"_index\":5}}\n",
+        ] {
+            assert!(run(BodyKind::Bulk, &[], "_bulk", bad).is_err(), "{bad}");
+        }
+        assert_eq!(ok(BodyKind::Bulk, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn msearch_headers_and_lookups_in_search_lines() {
+        let body = concat!(
+            "\n",
+            "{\"index\":\"a,b\"}\n",
+            "{\"query\":{\"match_all\":{}}}\n",
+            "{}\n",
+            "{\"query\":{\"terms\":{\"user\":{\"index\":\"users\",\"id\":\"1\",\"path\":\"f\"}}}}\n",
+            "{\"indices\":[\"c\",\"d*\"]}\n",
+            "{}\n",
+        );
+        assert_eq!(
+            run(BodyKind::Msearch, &[], "_msearch", body).unwrap(),
+            [
+                "a/_search @ line 2",
+                "b/_search @ line 2",
+                "*/_search @ line 4",
+                "users/_doc @ line 5: query.terms.user.index",
+                "c/_search @ line 6",
+                "d*/_search @ line 6",
+            ]
+        );
+        assert!(run(BodyKind::Msearch, &[], "_msearch", "{\"index\":1}\n{}\n").is_err());
+    }
+
+    #[test]
+    fn mget_docs() {
+        let body =
+            r#"{"docs":[{"_index":"a","_id":"1"},{"_id":2},{"_index":"r","_id":"3"}],"ids":["x"]}"#;
+        assert_eq!(
+            run(BodyKind::Mget, &["dflt"], "_mget", body).unwrap(),
+            [
+                "a/_doc/1 @ docs[0]",
+                "dflt/_doc/2 @ docs[1]",
+                "r/_doc/3 @ docs[2]"
+            ]
+        );
+        assert!(run(BodyKind::Mget, &[], "_mget", r#"{"docs":[{"_id":"1"}]}"#).is_err());
+        assert!(run(BodyKind::Mget, &[], "_mget", r#"{"docs":"#).is_err());
+        assert_eq!(
+            run(BodyKind::Mget, &["i"], "_mget", "  \n").unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn search_bodies_name_the_indices_their_queries_read() {
+        let body = r#"{"query":{"bool":{"filter":[
+            {"terms":{"user":{"index":"users","id":"2","path":"followers"}}},
+            {"more_like_this":{"fields":["t"],"like":[{"_index":"other","_id":"1"},"text"]}},
+            {"geo_shape":{"loc":{"indexed_shape":{"id":"x","path":"shape"}}}},
+            {"geo_shape":{"loc":{"indexed_shape":{"index":"places","id":"y"}}}},
+            {"percolate":{"field":"q","index":"queries","id":"1"}},
+            {"terms":{"index":["not","a","lookup"]}},
+            {"match":{"index":"a field called index"}}
+        ]}},"aggs":{"by":{"terms":{"field":"index"}}}}"#;
+        assert_eq!(
+            ok(BodyKind::Search, body),
+            [
+                "users/_doc @ query.bool.filter[0].terms.user.index",
+                "other/_doc @ query.bool.filter[1].more_like_this.like[0]._index",
+                "shapes/_doc @ query.bool.filter[2].geo_shape.loc.indexed_shape",
+                "places/_doc @ query.bool.filter[3].geo_shape.loc.indexed_shape.index",
+                "queries/_doc @ query.bool.filter[4].percolate.index",
+            ]
+        );
+        let inner = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"terms":{"f":{"index":"hidden","id":"1","path":"p"}}}"#);
+        assert_eq!(
+            ok(
+                BodyKind::Search,
+                &format!(r#"{{"query":{{"wrapper":{{"query":"{inner}"}}}}}}"#)
+            ),
+            ["hidden/_doc @ query.wrapper.query (decoded): terms.f.index"]
+        );
+        assert!(run(
+            BodyKind::Search,
+            &[],
+            "",
+            r#"{"query":{"wrapper":{"query":"%%"}}}"#
+        )
+        .is_err());
+        assert_eq!(ok(BodyKind::Search, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn templates_scripts_and_placeholders() {
+        assert_eq!(
+            ok(
+                BodyKind::SearchTemplate,
+                r#"{"source":"{\"query\":{\"terms\":{\"f\":{\"index\":\"{{idx}}\",\"id\":\"1\",\"path\":\"p\"}}},\"size\":{{n}}}","params":{"idx":"x"}}"#
+            ),
+            ["*/_doc @ source: query.terms.f.index"]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::SearchTemplate,
+                r#"{"source":{"query":{"terms":{"f":{"index":"l-{{d}}","id":"1","path":"p"}}}}}"#
+            ),
+            ["l-*/_doc @ source.query.terms.f.index"]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::Script,
+                r#"{"script":{"source":"{\"query\":{\"percolate\":{\"index\":\"q\"}}}","lang":"mustache"}}"#
+            ),
+            ["q/_doc @ script.source: query.percolate.index"]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::Script,
+                r#"{"script":{"lang":"painless","source":"ctx._source.x = 1"}}"#
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            fill_placeholders("{\"a\":{{#toJson}}x{{/toJson}},\"b\":\"{{c}}-\\\"{{d}}\"}"),
+            "{\"a\":0,\"b\":\"*-\\\"*\"}"
+        );
+    }
+
+    #[test]
+    fn alias_bodies_name_both_index_and_alias() {
+        let body = r#"{"actions":[
+            {"add":{"index":"a","alias":"al","filter":{"terms":{"f":{"index":"lk","id":"1","path":"p"}}}}},
+            {"remove":{"indices":["b","c*"],"aliases":["x"]}},
+            {"remove_index":{"index":"gone"}}]}"#;
+        assert_eq!(
+            run(BodyKind::Aliases, &[], "_aliases", body).unwrap(),
+            [
+                "a/_aliases @ actions[0].add.index",
+                "al/_aliases @ actions[0].add.alias",
+                "lk/_doc @ actions[0].add.filter.terms.f.index",
+                "b/_aliases @ actions[1].remove.indices[0]",
+                "c*/_aliases @ actions[1].remove.indices[1]",
+                "x/_aliases @ actions[1].remove.aliases[0]",
+                "gone @ actions[2].remove_index.index",
+            ]
+        );
+        assert!(run(
+            BodyKind::Aliases,
+            &[],
+            "_aliases",
+            r#"{"actions":[{"rename":{"index":"x"}}]}"#
+        )
+        .is_err());
+        assert_eq!(
+            run(
+                BodyKind::Aliases,
+                &[],
+                "_aliases",
+                r#"{"actions":[{"add":{"alias":"x"}}]}"#
+            )
+            .unwrap(),
+            [
+                "x/_aliases @ actions[0].add.alias",
+                "*/_aliases (actions[0].add names no index)"
+            ]
+        );
+        // A put-alias body's `index` overrides the path's.
+        assert_eq!(
+            run(
+                BodyKind::PutAlias,
+                &[],
+                "",
+                r#"{"index":"restricted,other","alias":"innocent"}"#
+            )
+            .unwrap(),
+            [
+                "restricted/_alias @ index",
+                "other/_alias @ index",
+                "innocent/_alias @ alias"
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_and_new_indices() {
+        assert_eq!(
+            ok(
+                BodyKind::Template,
+                r#"{"index_patterns":["restricted-*","x"],"template":{"aliases":{"public":{}},"settings":{"index":{"number_of_shards":1}}}}"#
+            ),
+            [
+                "restricted-*/_template @ index_patterns[0]",
+                "x/_template @ index_patterns[1]",
+                "public/_aliases @ template.aliases.public",
+            ]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::Template,
+                r#"{"template":"logs-*","aliases":{"a":{}}}"#
+            ),
+            ["logs-*/_template @ template", "a/_aliases @ aliases.a"]
+        );
+        assert_eq!(
+            ok(BodyKind::ComponentTemplate, r#"{"template":{"aliases":{"b":{}}}}"#),
+            [
+                "b/_aliases @ template.aliases.b",
+                "*/API (template.aliases.b: a component template's aliases go onto every index that uses it)"
+            ]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::CreateIndex,
+                r#"{"aliases":{"al":{"is_write_index":true}},"mappings":{"properties":{"terms":{"properties":{"x":{"index":false}}}}}}"#
+            ),
+            ["al/_aliases @ aliases.al"]
+        );
+    }
+
+    #[test]
+    fn snapshots_reindex_and_fields_that_mean_all() {
+        assert_eq!(
+            ok(BodyKind::SnapshotCreate, r#"{"indices":"a,b"}"#),
+            ["a/API @ indices", "b/API @ indices"]
+        );
+        assert_eq!(
+            ok(BodyKind::SnapshotCreate, r#"{"indices":[]}"#),
+            [
+                "*/API (indices: an empty list means every index)",
+                "*/API (it names no `indices`, so the snapshot has every index)"
+            ]
+        );
+        assert_eq!(
+            ok(BodyKind::SnapshotCreate, ""),
+            ["*/API (it names no `indices`, so the snapshot has every index)"]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::SnapshotRestore,
+                r#"{"indices":"logs-1","rename_pattern":"(.+)","rename_replacement":"restored-$1"}"#
+            ),
+            [
+                "logs-1/API @ indices",
+                "restored-*/API @ rename_replacement"
+            ]
+        );
+        assert_eq!(
+            ok(
+                BodyKind::Reindex,
+                r#"{"source":{"index":["a","b*"],"query":{"percolate":{"index":"q"}}},"dest":{"index":"c"},"script":{"source":"x"}}"#
+            ),
+            [
+                "a/_search @ source.index[0]",
+                "b*/_search @ source.index[1]",
+                "q/_doc @ source.query.percolate.index",
+                "c/_doc @ dest.index",
+                "*/API (a script can set ctx._index to any index)"
+            ]
+        );
+        assert_eq!(
+            ok(BodyKind::Reindex, r#"{"dest":{"index":"c"}}"#),
+            ["c/_doc @ dest.index", "*/API (`source.index` is missing)"]
+        );
+        assert_eq!(
+            ok(BodyKind::ClearScroll, r#"{"scroll_id":["abc","_all"]}"#).len(),
+            1
+        );
+        assert_eq!(ok(BodyKind::ClearScroll, r#"{"scroll_id":"abc"}"#).len(), 0);
+        assert_eq!(ok(BodyKind::DeletePit, r#"{"pit_id":["_all"]}"#).len(), 1);
+    }
+
+    #[test]
+    fn plugin_bodies_name_indices_in_their_fields() {
+        // ISM: a policy applies itself to indices by pattern, rolls up into a target.
+        let ism = r#"{"policy":{"states":[{"name":"s","actions":[
+            {"rollup":{"ism_rollup":{"target_index":"summary","dimensions":[]}}},
+            {"shrink":{"target_index_name_template":{"source":"{{ctx.index}}_small"}}},
+            {"alias":{"actions":[{"add":{"aliases":["al"]}}]}}]}],
+            "ism_template":[{"index_patterns":["logs-*"],"priority":1}]}}"#;
+        assert_eq!(
+            run(BodyKind::Plugin, &[], "_plugins/_ism/policies/p", ism).unwrap(),
+            [
+                "summary/_plugins/_ism/policies/p @ policy.states[0].actions[0].rollup.ism_rollup.target_index",
+                "*_small/_plugins/_ism/policies/p @ policy.states[0].actions[1].shrink.target_index_name_template.source",
+                "al/_plugins/_ism/policies/p @ policy.states[0].actions[2].alias.actions[0].add.aliases[0]",
+                "logs-*/_plugins/_ism/policies/p @ policy.ism_template[0].index_patterns[0]",
+            ]
+        );
+        // Anomaly detection, alerting: `indices` lists; an empty one is every index.
+        assert_eq!(
+            run(
+                BodyKind::Plugin,
+                &[],
+                "X",
+                r#"{"indices":[],"feature_attributes":[]}"#
+            )
+            .unwrap(),
+            ["*/X (indices: an empty list means every index)"]
+        );
+        assert_eq!(
+            run(
+                BodyKind::Plugin,
+                &[],
+                "X",
+                r#"{"parameters":{"index":7},"index_prefix":"mem"}"#
+            )
+            .unwrap(),
+            ["7/X @ parameters.index", "mem*/X @ index_prefix"]
+        );
+    }
+}
