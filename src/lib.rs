@@ -47,7 +47,9 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod policy;
+pub mod policy_tool;
 pub mod proxy;
+
 pub mod server;
 pub mod signals;
 pub mod signing;

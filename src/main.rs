@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use sigv4_proxy::cli::{CheckArgs, Cli, Command, HealthArgs, LogFormat};
+use sigv4_proxy::cli::{CheckArgs, Cli, Command, HealthArgs, LogFormat, PolicyCommand};
 use sigv4_proxy::config_file::Settings;
 use sigv4_proxy::logging::LogFlusher;
 
@@ -29,6 +29,18 @@ fn main() -> ExitCode {
                 &mut std::io::stdout(),
             );
             return ExitCode::SUCCESS;
+        }
+        Some(Command::Policy(PolicyCommand::Explain(args))) => {
+            return policy_report(sigv4_proxy::policy_tool::explain(
+                &args,
+                &mut std::io::stdout(),
+            ))
+        }
+        Some(Command::Policy(PolicyCommand::Check(args))) => {
+            return policy_report(sigv4_proxy::policy_tool::check(
+                &args,
+                &mut std::io::stdout(),
+            ))
         }
         Some(Command::Man) => {
             return match sigv4_proxy::cli::render_man(&mut std::io::stdout()) {
@@ -110,6 +122,19 @@ fn check(args: &CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `sigv4-proxy policy explain|check`: 0 when allowed (no errors), 1 when denied (errors), 64
+/// when the request or a file cannot be read.
+fn policy_report(result: Result<bool, sigv4_proxy::policy_tool::UsageError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("sigv4-proxy: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

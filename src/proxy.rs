@@ -363,8 +363,8 @@ impl Proxy {
         notes.bytes_in = body.len();
 
         if let (Some((policy, plan)), RequestBody::Whole(whole)) = (plan, &body) {
-            let decision = if whole.is_spilled() {
-                // Read from its file, off the async workers.
+            let decision = if whole.is_spilled() || whole.len() > INLINE_POLICY_BODY {
+                // Read from its file, or long: off the async workers.
                 let owned = OwnedFacts::from(&facts);
                 let (policy, whole) = (policy.clone(), whole.clone());
                 tokio::task::spawn_blocking(move || {
@@ -727,6 +727,11 @@ async fn authenticate(
         }),
     }
 }
+
+/// Bodies up to this size are read by the policy on the connection's worker; larger ones (a
+/// `_bulk` takes about a millisecond per megabyte) on a blocking thread, so other connections
+/// are not held up.
+const INLINE_POLICY_BODY: u64 = 64 * 1024;
 
 /// A request body as the policy reads it (from memory or its spill file, as often as needed).
 struct PolicyBody<'a>(&'a SpooledBody);

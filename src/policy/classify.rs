@@ -89,6 +89,9 @@ pub(crate) struct Request<'a> {
 /// A request body that can be read (more than once: each reading of the path reads it anew).
 pub trait BodySource {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>>;
 }
 
@@ -147,11 +150,18 @@ impl Plan {
         self.needs_body
     }
 
-    /// The operations found (for `policy explain`).
-    pub(crate) fn apis(&self) -> Vec<&'static str> {
+    /// The operation each reading found and its route (`bulk`, `POST /{index}/_bulk`), for
+    /// `policy explain`.
+    pub(crate) fn apis(&self) -> Vec<(&'static str, String)> {
         self.readings
             .iter()
-            .map(|r| r.found.map_or("unknown", |f| f.route.api.as_str()))
+            .map(|r| match r.found {
+                Some(f) => (
+                    f.route.api.as_str(),
+                    format!("{} {}", f.route.method, f.route.path),
+                ),
+                None => ("unknown", "no route".to_string()),
+            })
             .collect()
     }
 }
@@ -189,10 +199,10 @@ fn readings(method: &http::Method, raw_path: &str, dashboards: bool) -> Vec<Read
     let find = |tokens: &[String]| {
         let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
         let to_dashboards = dashboards
-            && match refs.as_slice() {
-                ["_dashboards", ..] | ["_plugin", "kibana", ..] => true,
-                _ => false,
-            };
+            && matches!(
+                refs.as_slice(),
+                ["_dashboards", ..] | ["_plugin", "kibana", ..]
+            );
         table.find(method, &refs, &|r| r.dashboards == to_dashboards)
     };
 
@@ -441,7 +451,7 @@ impl Classify<'_> {
                 .find(|i| i.starts_with('_') && *i != "_all")
             {
                 let why = format!(
-                    "`{odd}` stands where an index name belongs, and no index name starts with `_`: the endpoint may have an API here that the proxy does not know"
+                    "`{odd}` stands where an index name belongs, but no index name starts with `_`: this may be an API the proxy does not know"
                 );
                 sink(self.touch(
                     api,
@@ -649,7 +659,7 @@ impl Classify<'_> {
         let source = source.as_ref();
         let (bytes, content_type, encoding): (&dyn BodySource, Option<&str>, Option<&str>) =
             match (self.body, source) {
-                (Some(b), _) if b.len() > 0 => {
+                (Some(b), _) if !b.is_empty() => {
                     (b, self.req.content_type, self.req.content_encoding)
                 }
                 (_, Some(s)) => (s, source_type, None),

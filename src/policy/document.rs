@@ -168,6 +168,8 @@ pub(crate) struct ResourcePattern {
     pub(crate) glob: Glob,
     /// As written in the policy (used in messages).
     pub(crate) written: String,
+    /// Relative to the endpoint, as matched (`restricted-index/*`).
+    pub(crate) relative: String,
 }
 
 #[derive(Clone, Debug)]
@@ -187,6 +189,8 @@ pub(crate) struct Statement {
     conditions: Vec<IpCondition>,
     /// `None`: every principal.
     principals: Option<Vec<Glob>>,
+    /// The principals as written, those without wildcards.
+    principal_texts: Vec<String>,
 }
 
 impl Statement {
@@ -266,6 +270,27 @@ impl Statement {
 
     pub(crate) fn mentions_principals(&self) -> bool {
         self.principals.is_some()
+    }
+
+    pub(crate) fn resources(&self) -> &[ResourcePattern] {
+        &self.resources
+    }
+
+    pub(crate) fn is_not_resource(&self) -> bool {
+        self.not_resource
+    }
+
+    /// The inbound users this statement names without wildcards (`Principal: {"Proxy": …}`).
+    pub(crate) fn principal_names(&self) -> Vec<String> {
+        self.principal_texts.clone()
+    }
+
+    /// An address inside each network the conditions name (to probe the policy with).
+    pub(crate) fn sample_ips(&self) -> Vec<IpAddr> {
+        self.conditions
+            .iter()
+            .flat_map(|c| c.nets.iter().map(|n| n.network()))
+            .collect()
     }
 }
 
@@ -364,6 +389,7 @@ fn compile(index: usize, raw: RawStatement) -> Result<Statement, PolicyError> {
         patterns.push(ResourcePattern {
             glob: Glob::new(&rel),
             written: r.clone(),
+            relative: rel.clone(),
         });
         // The deliberate difference from IAM: a Deny on `name/*` also covers `name`.
         if effect == Effect::Deny && !not_resource {
@@ -371,6 +397,7 @@ fn compile(index: usize, raw: RawStatement) -> Result<Statement, PolicyError> {
                 patterns.push(ResourcePattern {
                     glob: Glob::new(stem),
                     written: r.clone(),
+                    relative: stem.to_string(),
                 });
             }
         }
@@ -411,6 +438,7 @@ fn compile(index: usize, raw: RawStatement) -> Result<Statement, PolicyError> {
         }
     }
 
+    let mut principal_texts = Vec::new();
     let principals = match raw.principal {
         None | Some(RawPrincipal::Star) => None,
         Some(RawPrincipal::Map(m)) => {
@@ -424,6 +452,11 @@ fn compile(index: usize, raw: RawStatement) -> Result<Statement, PolicyError> {
                         if v.0.is_empty() {
                             return Err(err("Principal Proxy is an empty list".into()));
                         }
+                        principal_texts.extend(
+                            v.0.iter()
+                                .filter(|p| !p.contains(['*', '?']))
+                                .cloned(),
+                        );
                         proxy = Some(v.0.iter().map(|p| Glob::new(p)).collect());
                     }
                     other => {
@@ -446,6 +479,7 @@ fn compile(index: usize, raw: RawStatement) -> Result<Statement, PolicyError> {
         not_resource,
         conditions,
         principals,
+        principal_texts,
     })
 }
 

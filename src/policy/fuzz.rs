@@ -171,7 +171,7 @@ pub fn policy_document(data: &[u8]) {
 }
 
 /// The APIs [`body_extractors`] picks from with its first byte.
-const BODY_APIS: [(Method, &str); 16] = [
+const BODY_APIS: [(Method, &str); 26] = [
     (Method::POST, "/_bulk"),
     (Method::PUT, "/test-index/_bulk"),
     (Method::GET, "/_mget"),
@@ -188,6 +188,19 @@ const BODY_APIS: [(Method, &str); 16] = [
     (Method::POST, "/_search"),
     (Method::HEAD, "/_bulk"),
     (Method::POST, "/%3Clogs-%7Bnow%2Fd%7D%3E/_bulk"),
+    (Method::PUT, "/test-index/_alias/a"),
+    (Method::PUT, "/logs-1"),
+    (Method::PUT, "/_snapshot/repo/snap"),
+    (Method::POST, "/_snapshot/repo/snap/_restore"),
+    (Method::PUT, "/_plugins/_ism/policies/p"),
+    (Method::POST, "/_plugins/_anomaly_detection/detectors"),
+    (Method::POST, "/_dashboards/internal/search/opensearch"),
+    (
+        Method::POST,
+        "/_dashboards/api/console/proxy?path=/_bulk&method=POST",
+    ),
+    (Method::POST, "/test-index/_search/template"),
+    (Method::DELETE, "/_search/scroll"),
 ];
 
 /// The body index extractors (`_bulk`, `_mget`, `_msearch`, `_reindex`, `_aliases`, and
@@ -287,13 +300,17 @@ pub fn check_allowed_names(
 // ---------------------------------------------------------------------------
 
 /// The concrete index names a request certainly makes OpenSearch use, found by a simple scan
-/// that shares no code with the policy: the path's first segment, and the `_index` / `index`
-/// values at the places OpenSearch reads them from (the action lines of `_bulk`, the header
-/// lines of `_msearch`, `docs[]._index` of `_mget`, `source.index`/`dest.index` of
-/// `_reindex`, `actions[].*.index` of `_aliases`), read as OpenSearch does (a JSON-valued
-/// line; a duplicate key counts by its last value; a failed line ends the scan). A body given
-/// in the `source` query parameter counts where OpenSearch reads it (no body sent, APIs that
-/// take their body from `source`).
+/// that shares no code with the policy: the path's index segment (the first, unless it is an
+/// API name; a comma list always is one, whatever it starts with; the index of the APIs that
+/// take it later in the path), the `index` query parameter of the APIs that read it where the
+/// path has none, and the `_index` / `index` values at the places OpenSearch reads them from
+/// (the action lines of `_bulk`, the header lines of `_msearch`, `docs[]._index` of `_mget`,
+/// `source.index`/`dest.index` of `_reindex`, `actions[].*.index` of `_aliases`, a put-alias
+/// body's `index`, an index template's `index_patterns`), read as OpenSearch does (a
+/// JSON-valued line; a duplicate key counts by its last value; a failed line ends the scan).
+/// A body given in the `source` query parameter counts where OpenSearch reads it (no body
+/// sent, APIs that take their body from `source`). Dashboards' console proxy counts as the
+/// request it carries, its internal search as the search of `params.index`.
 ///
 /// It under-approximates on purpose, so that a name it finds is one the request really names:
 /// wildcards, `_all`, exclusions (`-x`), `+x`, date math (`<…>`), remote (`cluster:index`)
@@ -312,13 +329,18 @@ pub fn named_indices(method: &Method, path: &str, query: Option<&str>, body: &[u
                 .map(|d| d.into_owned())
         })
         .collect();
-    let Some(first) = segments.first() else {
+    let Some(Some(first)) = segments.first() else {
         return out;
     };
-    let Some(first) = first else {
-        return out;
-    };
-    let api_start = if first.starts_with('_') {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let m = method.as_str();
+    if first == "_dashboards" {
+        return dashboards_named(m, &segments, &params, body);
+    }
+    // An API name never holds a comma; an index list in the first segment is an index list.
+    let api_start = if first.starts_with('_') && !first.contains(',') {
         0
     } else {
         first.split(',').for_each(|n| push_name(&mut out, n));
@@ -328,20 +350,42 @@ pub fn named_indices(method: &Method, path: &str, query: Option<&str>, body: &[u
         .iter()
         .map(|s| s.as_deref().unwrap_or("\u{0}"))
         .collect();
-    let m = method.as_str();
-    let (scan, takes_source_param): (Scan, bool) = match (m, &api[..]) {
+    // APIs that name the index later in the path.
+    match (m, &api[..]) {
+        ("POST", ["_plugins", "_ism", "add" | "remove" | "change_policy" | "retry", index])
+        | ("GET", ["_cluster", "health", index])
+        | ("POST" | "PUT", ["_plugins", "_replication", index, _]) => {
+            index.split(',').for_each(|n| push_name(&mut out, n));
+        }
+        _ => {}
+    }
+    // Without an index in the path, these APIs read `?index=`.
+    let reads_index_param = matches!(
+        &api[..],
+        ["_search"] | ["_count"] | ["_bulk"] | ["_mget"] | ["_msearch"] | ["_mtermvectors"]
+    );
+    if api_start == 0 && reads_index_param {
+        for (_, v) in params.iter().filter(|(k, _)| k == "index") {
+            v.split(',').for_each(|n| push_name(&mut out, n));
+        }
+    }
+    // The typed endpoints of OpenSearch 1.x: `/{index}/{type}/_bulk`.
+    let api: &[&str] = match (api_start, &api[..]) {
+        (1, [_, rest @ ("_bulk" | "_mget" | "_msearch")]) => std::slice::from_ref(rest),
+        _ => &api[..],
+    };
+    let (scan, takes_source_param): (Scan, bool) = match (m, api) {
         ("POST" | "PUT", ["_bulk"]) => (scan_bulk, false),
         ("GET" | "POST", ["_msearch"] | ["_msearch", "template"]) => (scan_msearch, true),
         ("GET" | "POST", ["_mget"] | ["_mtermvectors"]) => (scan_mget, true),
         ("POST", ["_reindex"]) => (scan_reindex, false),
         ("POST", ["_aliases"]) => (scan_aliases, false),
+        ("PUT" | "POST", ["_alias" | "_aliases", _]) if api_start == 1 => (scan_put_alias, false),
+        ("PUT" | "POST", ["_index_template" | "_template", _]) => (scan_template, false),
         _ => return out,
     };
     if takes_source_param && body.is_empty() {
         // OpenSearch's `contentOrSourceParam`: without a body, `?source=` is the body.
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
         let source = params.iter().rev().find(|(k, _)| k == "source");
         let typed = params.iter().any(|(k, _)| k == "source_content_type");
         if let (Some((_, source)), true) = (source, typed) {
@@ -351,6 +395,72 @@ pub fn named_indices(method: &Method, path: &str, query: Option<&str>, body: &[u
     }
     scan(body, &mut out);
     out
+}
+
+/// Dashboards' console proxy (`?path=&method=`) carries an OpenSearch request; its internal
+/// search runs one on `params.index`.
+fn dashboards_named(
+    m: &str,
+    segments: &[Option<String>],
+    params: &[(String, String)],
+    body: &[u8],
+) -> Vec<String> {
+    let segs: Vec<&str> = segments
+        .iter()
+        .map(|s| s.as_deref().unwrap_or("\u{0}"))
+        .collect();
+    match (m, &segs[..]) {
+        ("POST", ["_dashboards", "api", "console", "proxy"]) => {
+            let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
+            let (Some(inner_method), Some(target)) = (get("method"), get("path")) else {
+                return Vec::new();
+            };
+            let Ok(inner_method) = Method::from_bytes(inner_method.to_ascii_uppercase().as_bytes())
+            else {
+                return Vec::new();
+            };
+            let target = format!("/{}", target.trim_start_matches('/'));
+            let (p, q) = match target.split_once('?') {
+                Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                None => (target, None),
+            };
+            named_indices(&inner_method, &p, q.as_deref(), body)
+        }
+        ("POST", ["_dashboards", "internal", "search", "opensearch"]) => {
+            let mut out = Vec::new();
+            if let Some(J::Str(index)) = J::parse(body)
+                .as_ref()
+                .and_then(|b| b.get("params"))
+                .and_then(|p| p.get("index"))
+            {
+                index.split(',').for_each(|n| push_name(&mut out, n));
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A put-alias body: `index`, which overrides the path's.
+fn scan_put_alias(body: &[u8], out: &mut Vec<String>) {
+    if let Some(J::Str(index)) = J::parse(body).as_ref().and_then(|b| b.get("index")) {
+        index.split(',').for_each(|n| push_name(out, n));
+    }
+}
+
+/// An index template's `index_patterns`: the indices it will apply to.
+fn scan_template(body: &[u8], out: &mut Vec<String>) {
+    match J::parse(body)
+        .as_ref()
+        .and_then(|b| b.get("index_patterns"))
+    {
+        Some(J::Str(p)) => push_name(out, p),
+        Some(J::Arr(items)) => items
+            .iter()
+            .filter_map(J::as_str)
+            .for_each(|n| push_name(out, n)),
+        _ => {}
+    }
 }
 
 /// Reads the index names of one API's body.
@@ -587,7 +697,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             r#"{"Statement":[{"Effect":"Allow","Principal":{"Proxy":["alice","token:*"]},"NotAction":"es:ESHttpDelete","NotResource":["secret-*","restricted-index/*"]},{"Effect":"Deny","Principal":"*","Action":"es:ESHttpPut","Resource":"logs-?/_doc/*"}]}"#.into(),
         ],
         "body_extractors" => {
-            let bodies: [(u8, &str); 12] = [
+            let bodies: [(u8, &str); 23] = [
                 (0, "{\"index\":{\"_index\":\"test-index\",\"_id\":\"1\"}}\n{\"title\":\"ok\"}\n{\"delete\":{\"_index\":\"logs-1\",\"_id\":2}}\n{\"create\":{\"_index\":\"a,b\"}}\n{}\n{\"update\":{\"_id\":\"3\",\"_index\":\"x\"}}\n{\"doc\":{\"_index\":\"restricted-index\"}}\n"),
                 (1, "\n{\"index\":{}}\r\n{\"f\":1}\r\n\n{\"delete\":{\"_id\":\"9\"}}\n"),
                 (2, "{\"docs\":[{\"_index\":\"test-index\",\"_id\":\"1\"},{\"_index\":\"logs-*\",\"_id\":[1]},{\"_id\":\"x\"}]}"),
@@ -599,7 +709,18 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 (8, "{\"source\":{\"index\":[\"test-index\",\"logs-1\"],\"query\":{\"term\":{\"_index\":\"y\"}}},\"dest\":{\"index\":\"logs-2\"},\"script\":{\"source\":\"ctx._index='z'\"}}"),
                 (9, "{\"actions\":[{\"add\":{\"index\":\"test-index\",\"alias\":\"a\"}},{\"remove\":{\"indices\":[\"logs-1\"],\"aliases\":\"b\"}},{\"remove_index\":{\"index\":\"old\"}}]}"),
                 (10, "{\"index_patterns\":[\"restricted-*\"],\"template\":{\"aliases\":{\"public\":{}}}}"),
+                (13, "{\"query\":{\"bool\":{\"filter\":[{\"terms\":{\"u\":{\"index\":\"users\",\"id\":\"1\",\"path\":\"f\"}}},{\"more_like_this\":{\"like\":[{\"_index\":\"other\",\"_id\":\"2\"}]}}]}}}"),
                 (15, "{\"index\":{\"_id\":\"1\"}}\n{}\n"),
+                (16, "{\"index\":\"logs-1,test-index\",\"alias\":\"a\",\"filter\":{\"term\":{\"x\":1}}}"),
+                (17, "{\"aliases\":{\"al\":{}},\"settings\":{\"index\":{\"number_of_shards\":1}}}"),
+                (18, "{\"indices\":\"test-index,logs-*\",\"include_global_state\":false}"),
+                (19, "{\"indices\":\"logs-1\",\"rename_pattern\":\"(.+)\",\"rename_replacement\":\"restored-$1\"}"),
+                (20, "{\"policy\":{\"states\":[{\"name\":\"a\",\"actions\":[{\"rollover\":{\"min_index_age\":\"1d\"}}]}],\"ism_template\":[{\"index_patterns\":[\"logs-*\"]}]}}"),
+                (21, "{\"name\":\"d\",\"indices\":[\"logs-1\"],\"time_field\":\"t\",\"feature_attributes\":[]}"),
+                (22, "{\"params\":{\"index\":\"logs-*\",\"body\":{\"query\":{\"match_all\":{}}}}}"),
+                (23, "{\"index\":{\"_index\":\"logs-1\"}}\n{}\n"),
+                (24, "{\"source\":\"{\\\"query\\\":{\\\"term\\\":{\\\"f\\\":\\\"{{v}}\\\"}}}\",\"params\":{\"v\":1}}"),
+                (25, "{\"scroll_id\":[\"abc\",\"_all\"]}"),
             ];
             return bodies
                 .iter()
@@ -650,6 +771,18 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             "GET /%3Clogs-%7Bnow%2Fd%7D%3E/_search\n".into(),
             "HEAD /test-index\n".into(),
             "GET /secret-stuff/_doc/1\n".into(),
+            "POST /_foo,restricted-index/_bulk?ignore_unavailable=true\n{\"index\":{}}\n{}\n".into(),
+            "GET /_nothing,restricted-index/_search?expand_wildcards=all\n".into(),
+            "POST /test-index/doc/_bulk\n{\"index\":{\"_index\":\"restricted-index\"}}\n{}\n".into(),
+            "GET /_search?index=restricted-index\n".into(),
+            "POST /_bulk?index=test-index\n{\"index\":{}}\n{}\n".into(),
+            "PUT /test-index/_alias/innocent\n{\"index\":\"restricted-index\"}".into(),
+            "PUT /_index_template/t\n{\"index_patterns\":[\"restricted-index\"],\"template\":{\"aliases\":{\"a\":{}}}}".into(),
+            "POST /_plugins/_ism/add/restricted-index\n{\"policy_id\":\"p\"}".into(),
+            "POST /_dashboards/api/console/proxy?path=%2Frestricted-index%2F_search&method=GET\n".into(),
+            "POST /_dashboards/internal/search/opensearch\n{\"params\":{\"index\":\"restricted-index\",\"body\":{}}}".into(),
+            "GET //_search\n".into(),
+
         ],
         other => panic!("unknown fuzz target {other:?}"),
     };

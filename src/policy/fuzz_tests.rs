@@ -512,6 +512,54 @@ fn the_oracle_finds_names_where_opensearch_reads_them() {
     )
     .is_empty());
     assert!(found(Method::GET, "/_all/_search", "").is_empty());
+    // The categories that once slipped past the policy.
+    let with_query = |m: Method, path: &str, q: &str, body: &str| {
+        fuzz::named_indices(&m, path, Some(q), body.as_bytes())
+    };
+    assert_eq!(found(Method::GET, "/_x,a/_search", ""), ["a"]);
+    assert_eq!(
+        with_query(Method::GET, "/_search", "index=a,b", ""),
+        ["a", "b"]
+    );
+    assert!(with_query(Method::GET, "/_cluster/stats", "index=a", "").is_empty());
+    assert_eq!(
+        found(
+            Method::POST,
+            "/t/doc/_bulk",
+            "{\"index\":{\"_index\":\"a\"}}\n{}\n"
+        ),
+        ["t", "a"]
+    );
+    assert_eq!(
+        found(Method::PUT, "/t/_alias/x", "{\"index\":\"a\"}"),
+        ["t", "a"]
+    );
+    assert_eq!(
+        found(
+            Method::PUT,
+            "/_index_template/x",
+            "{\"index_patterns\":[\"a\",\"b*\"]}"
+        ),
+        ["a"]
+    );
+    assert_eq!(found(Method::POST, "/_plugins/_ism/add/a", "{}"), ["a"]);
+    assert_eq!(
+        with_query(
+            Method::POST,
+            "/_dashboards/api/console/proxy",
+            "path=/a/_doc/1&method=delete",
+            ""
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        found(
+            Method::POST,
+            "/_dashboards/internal/search/opensearch",
+            "{\"params\":{\"index\":\"a,b\"}}"
+        ),
+        ["a", "b"]
+    );
 }
 
 /// The property checks can fail: a policy that lets a denied name through is caught.

@@ -358,8 +358,8 @@ impl Policy {
 /// What [`Policy::explain`] found.
 #[derive(Debug)]
 pub struct Explanation {
-    /// The operation each reading of the path found (`unknown` where none).
-    pub apis: Vec<&'static str>,
+    /// The operation each reading of the path found, and its route (`unknown` where none).
+    pub apis: Vec<(&'static str, String)>,
     pub touches: Vec<ExplainedTouch>,
     pub decision: Decision,
 }

@@ -38,16 +38,54 @@ fn cases(default: u32) -> u32 {
 }
 
 fn run(policy: &Policy, method: Method, path: &str, body: &[u8]) -> Decision {
+    run_with(policy, method, path, None, None, body)
+}
+
+fn run_with(
+    policy: &Policy,
+    method: Method,
+    path: &str,
+    query: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> Decision {
     let facts = RequestFacts {
         method: &method,
         raw_path: path,
-        raw_query: None,
+        raw_query: query,
         content_type: Some("application/x-ndjson"),
-        content_encoding: None,
+        content_encoding: encoding,
         client_ip: "127.0.0.1".parse().unwrap(),
         principal: None,
     };
     policy.evaluate(&facts, Some(&InMemory(body) as &dyn BodySource))
+}
+
+/// `name` percent-encoded where `escapes` says (as a path segment or query value).
+fn percent(name: &str, escapes: &[bool]) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        let esc = escapes
+            .get(i % escapes.len().max(1))
+            .copied()
+            .unwrap_or(false);
+        if esc || !c.is_ascii_alphanumeric() && !"-_.".contains(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 /// How a JSON string is spelled: each char raw or `\uXXXX`, `/` maybe as `\/`.
@@ -328,6 +366,66 @@ proptest! {
         let all_ok: Vec<_> = docs.iter().map(|(_, id, e)| (Some(0), *id, e.clone())).collect();
         let d = run(&allow_policy(), Method::POST, "/_mget", render_mget(&all_ok, &ws).as_bytes());
         prop_assert!(d.is_allowed(), "{}", d.reason());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
+
+    /// `?index=` names indices on the APIs that take them in the path, however it is spelled.
+    #[test]
+    fn index_query_parameters_are_checked(
+        choices in prop::collection::vec(index_choice(), 1..4),
+        esc in escapes(),
+        api in prop_oneof![Just("/_search"), Just("/_count"), Just("/_mget"), Just("/_bulk"), Just("/_msearch")],
+    ) {
+        let names: Vec<&str> = choices.iter().map(|c| name(*c)).collect();
+        let query = format!("index={}", percent(&names.join(","), &esc));
+        let denied = choices.contains(&None);
+        let d = run_with(&deny_policy(), Method::POST, api, Some(&query), None, b"");
+        prop_assert_eq!(d.is_allowed(), !denied, "{} {}?{}: {}", "POST", api, query, d.reason());
+    }
+
+    /// A segment in an index position is an index expression, whatever it starts with.
+    #[test]
+    fn underscore_items_never_hide_a_denied_index(
+        choices in prop::collection::vec(index_choice(), 1..4),
+        junk in "_[a-z]{0,6}",
+        esc in escapes(),
+        api in prop_oneof![Just("_search"), Just("_bulk"), Just("_doc/1"), Just("_mapping")],
+    ) {
+        let names: Vec<&str> = choices.iter().map(|c| name(*c)).collect();
+        let path = format!("/{}/{api}", percent(&format!("{junk},{}", names.join(",")), &esc));
+        let body = "{\"index\":{}}\n{}\n";
+        for p in [deny_policy(), allow_policy()] {
+            let d = run(&p, Method::POST, &path, body.as_bytes());
+            prop_assert!(!d.is_allowed(), "allowed: {path}");
+        }
+    }
+
+    /// A put-alias body's `index` overrides the path's: it is what is checked.
+    #[test]
+    fn put_alias_bodies_name_their_index(
+        choices in prop::collection::vec(index_choice(), 1..4),
+        esc in escapes(),
+        ws in ws(),
+    ) {
+        let names: Vec<&str> = choices.iter().map(|c| name(*c)).collect();
+        let body = format!("{{{ws}\"index\"{ws}:{ws}{}{ws},\"alias\":\"other\"}}", spell(&names.join(","), &esc));
+        let d = run(&deny_policy(), Method::PUT, "/test-index/_alias/other", body.as_bytes());
+        prop_assert_eq!(d.is_allowed(), !choices.contains(&None), "{}: {}", body, d.reason());
+    }
+
+    /// A compressed bulk is decided as the same bulk uncompressed.
+    #[test]
+    fn compressed_bulks_are_decided_as_sent_plain(ops in prop::collection::vec(bulk_op(), 0..8)) {
+        let body = render_bulk(&ops);
+        let packed = gzip(body.as_bytes());
+        for p in [deny_policy(), allow_policy()] {
+            let plain = run(&p, Method::POST, "/test-index/_bulk", body.as_bytes());
+            let gz = run_with(&p, Method::POST, "/test-index/_bulk", None, Some("gzip"), &packed);
+            prop_assert_eq!(plain.is_allowed(), gz.is_allowed(), "{}\n{}", gz.reason(), body);
+        }
     }
 }
 

@@ -565,3 +565,277 @@ fn files_and_errors() {
         "{e}"
     );
 }
+
+/// The three policies the attack tests use: allow `logs-*` and the `_` APIs, deny
+/// `restricted*`; allow everything, deny `restricted-index/*`; read-only.
+fn attack_policies() -> [(&'static str, Policy); 3] {
+    [
+        (
+            "logs and APIs",
+            Policy::from_json(
+                r#"{"Statement":[
+                    {"Sid":"Logs","Effect":"Allow","Action":"es:*","Resource":["logs-*","_*"]},
+                    {"Sid":"DenyRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted*"}]}"#,
+            )
+            .unwrap(),
+        ),
+        ("guide", Policy::from_json(GUIDE_DENY).unwrap()),
+        ("read-only", Policy::read_only()),
+    ]
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn with_encoding(
+    policy: &Policy,
+    method: Method,
+    path: &str,
+    encoding: &str,
+    body: &[u8],
+) -> Decision {
+    let facts = RequestFacts {
+        method: &method,
+        raw_path: path,
+        raw_query: None,
+        content_type: Some("application/x-ndjson"),
+        content_encoding: Some(encoding),
+        client_ip: "192.0.2.1".parse().unwrap(),
+        principal: None,
+    };
+    policy.evaluate(&facts, Some(&InMemory(body)))
+}
+
+/// Requests that read, write, delete or re-point `restricted-index`, one per way in: each is
+/// refused by the two statement policies (and, where it writes, by the read-only one).
+#[test]
+fn every_way_into_a_denied_index_is_refused() {
+    #[rustfmt::skip]
+    let attacks: &[(Method, &str, &str, bool)] = &[
+        // (method, target, body, writes)
+        // A first segment that starts with `_` but is no API: an index list.
+        (Method::POST, "/_foo,restricted-index/_bulk?ignore_unavailable=true", "{\"index\":{}}\n{}\n", true),
+        (Method::GET, "/_nothing,restricted-index/_search?ignore_unavailable=true&expand_wildcards=all", "", false),
+        (Method::DELETE, "/_x,restricted-index", "", true),
+        (Method::POST, "/%5Fx,restricted-index/_doc", "{}", true),
+        // Legacy typed endpoints.
+        (Method::POST, "/logs-1/doc/_bulk", "{\"index\":{\"_index\":\"restricted-index\"}}\n{}\n", true),
+        (Method::POST, "/logs-1/doc/_mget", "{\"docs\":[{\"_index\":\"restricted-index\",\"_id\":\"1\"}]}", false),
+        (Method::GET, "/restricted-index/doc/1", "", false),
+        // Index names in query parameters.
+        (Method::GET, "/_search?index=restricted-index", "", false),
+        (Method::POST, "/_bulk?index=restricted-index", "{\"index\":{}}\n{}\n", true),
+        (Method::GET, "/_mget?index=restricted-index&ids=1", "", false),
+        (Method::POST, "/_mtermvectors?index=restricted-index&ids=1", "", false),
+        (Method::POST, "/_plugins/_ism/add?index=restricted-index", "{\"policy_id\":\"p\"}", true),
+        (Method::GET, "/_cat/indices?index=restricted-index", "", false),
+        // Index names in bodies.
+        (Method::PUT, "/logs-1/_alias/innocent", "{\"index\":\"restricted-index\"}", true),
+        (Method::PUT, "/_alias/innocent", "{\"index\":\"restricted-index\"}", true),
+        (Method::POST, "/_aliases", "{\"actions\":[{\"add\":{\"index\":\"logs-1\",\"alias\":\"a\",\"filter\":{\"terms\":{\"f\":{\"index\":\"restricted-index\",\"id\":\"1\",\"path\":\"p\"}}}}}]}", true),
+        (Method::PUT, "/_plugins/_ism/policies/p", "{\"policy\":{\"states\":[],\"ism_template\":[{\"index_patterns\":[\"restricted*\"]}]}}", true),
+        (Method::POST, "/_plugins/_ism/add/restricted-index", "{\"policy_id\":\"p\"}", true),
+        (Method::POST, "/_plugins/_ml/_train/kmeans", "{\"input_index\":[\"restricted-index\"],\"input_query\":{\"query\":{\"match_all\":{}}}}", true),
+        (Method::POST, "/_plugins/_ml/_predict/kmeans/m1", "{\"input_index\":[\"restricted-index\"]}", false),
+        (Method::POST, "/_plugins/_anomaly_detection/detectors", "{\"name\":\"d\",\"indices\":[\"restricted-index\"]}", true),
+        (Method::POST, "/_plugins/_alerting/monitors", "{\"inputs\":[{\"search\":{\"indices\":[\"restricted-index\"],\"query\":{}}}]}", true),
+        (Method::PUT, "/_index_template/t", "{\"index_patterns\":[\"restricted*\"],\"template\":{\"aliases\":{\"pub\":{}}}}", true),
+        (Method::PUT, "/_template/t", "{\"index_patterns\":\"restricted-*\",\"aliases\":{\"pub\":{}}}", true),
+        (Method::PUT, "/_component_template/c", "{\"template\":{\"aliases\":{\"pub\":{}}}}", true),
+        (Method::PUT, "/_snapshot/repo/snap", "{\"indices\":\"restricted-index\"}", true),
+        (Method::PUT, "/_snapshot/repo/snap", "", true),
+        (Method::POST, "/_snapshot/repo/snap/_restore", "{\"indices\":\"logs-1\",\"rename_pattern\":\"(.+)\",\"rename_replacement\":\"restricted-index$1\"}", true),
+        (Method::PUT, "/_data_stream/restricted-index", "", true),
+        (Method::PUT, "/restricted-index/_clone/copy", "", true),
+        (Method::PUT, "/logs-1/_clone/restricted-index", "", true),
+        (Method::POST, "/logs-1/_split/s", "{\"aliases\":{\"restricted-index\":{}}}", true),
+        (Method::POST, "/logs-1/_shrink/restricted-index", "", true),
+        (Method::POST, "/innocent/_rollover/restricted-index", "", true),
+        (Method::POST, "/logs-alias/_rollover", "", true),
+        (Method::POST, "/_cluster/reroute", "{\"commands\":[{\"cancel\":{\"index\":\"restricted-index\",\"shard\":0,\"node\":\"n\"}}]}", true),
+        (Method::POST, "/_reindex", "{\"source\":{\"index\":\"logs-1\",\"query\":{\"terms\":{\"f\":{\"index\":\"restricted-index\",\"id\":\"1\",\"path\":\"p\"}}}},\"dest\":{\"index\":\"logs-2\"}}", true),
+        // Searches whose queries read another index.
+        (Method::POST, "/logs-1/_search", "{\"query\":{\"terms\":{\"u\":{\"index\":\"restricted-index\",\"id\":\"1\",\"path\":\"f\"}}}}", false),
+        (Method::POST, "/logs-1/_search", "{\"query\":{\"more_like_this\":{\"like\":[{\"_index\":\"restricted-index\",\"_id\":\"1\"}]}}}", false),
+        (Method::POST, "/logs-1/_count", "{\"query\":{\"percolate\":{\"field\":\"q\",\"index\":\"restricted-index\",\"id\":\"1\"}}}", false),
+        (Method::POST, "/logs-1/_search/template", "{\"source\":{\"query\":{\"terms\":{\"u\":{\"index\":\"{{i}}\",\"id\":\"1\",\"path\":\"f\"}}}},\"params\":{\"i\":\"restricted-index\"}}", false),
+        // An empty index list, or a field that means all.
+        (Method::GET, "//_search", "", false),
+        (Method::GET, "/_search?index=", "", false),
+        (Method::GET, "/_search", "", false),
+        (Method::POST, "/_msearch", "{\"index\":[]}\n{}\n", false),
+        // Dashboards' console proxy and internal searches; Kibana's.
+        (Method::POST, "/_dashboards/api/console/proxy?path=%2Frestricted-index%2F_search&method=GET", "", false),
+        (Method::POST, "/_dashboards/api/console/proxy?path=restricted-index&method=delete", "", true),
+        (Method::POST, "/_dashboards/api/console/proxy?path=%2F_bulk&method=POST", "{\"index\":{\"_index\":\"restricted-index\"}}\n{}\n", true),
+        (Method::POST, "/_dashboards/internal/search/opensearch", "{\"params\":{\"index\":\"restricted-index\",\"body\":{}}}", false),
+        (Method::POST, "/_dashboards/internal/bsearch", "{\"batch\":[{\"request\":{\"params\":{\"index\":\"restricted-index\"}}}]}", false),
+        (Method::POST, "/_dashboards/internal/_msearch", "{\"searches\":[{\"header\":{\"index\":\"restricted-index\"},\"body\":{}}]}", false),
+        (Method::POST, "/_plugin/kibana/api/console/proxy?path=/restricted-index/_search&method=GET", "", false),
+        (Method::GET, "/_plugin/kibana/elasticsearch/restricted-index/_search", "", false),
+        // Unknown APIs and segments a server may read differently.
+        (Method::POST, "/_plugins/_unheard_of/run", "{\"target\":\"restricted-index\"}", true),
+        (Method::GET, "/logs-1/../restricted-index/_search", "", false),
+        (Method::GET, "/logs-1%2F..%2F..%2Frestricted-index/_search", "", false),
+        (Method::GET, "/_sql?format=json", "", false),
+    ];
+    for (name, policy) in attack_policies() {
+        for (m, target, body, writes) in attacks {
+            if name == "read-only" && !writes {
+                continue;
+            }
+            let d = decide(&policy, m.clone(), target, Some(body));
+            assert!(!d.is_allowed(), "{name}: {m} {target} {body} was allowed");
+        }
+    }
+    // Compressed: the same bulk, gzip and deflate.
+    let bulk = b"{\"index\":{\"_index\":\"logs-1\"}}\n{}\n{\"delete\":{\"_index\":\"restricted-index\",\"_id\":\"1\"}}\n";
+    for (name, policy) in attack_policies() {
+        let d = with_encoding(&policy, Method::POST, "/_bulk", "gzip", &gzip(bulk));
+        assert!(!d.is_allowed(), "{name}");
+    }
+    // Under --read-only, releasing every scroll or point in time.
+    let ro = Policy::read_only();
+    for (m, target, body) in [
+        (
+            Method::DELETE,
+            "/_search/scroll",
+            "{\"scroll_id\":\"_all\"}",
+        ),
+        (
+            Method::DELETE,
+            "/_search/scroll",
+            "{\"scroll_id\":[\"abc\",\"_all\"]}",
+        ),
+        (Method::DELETE, "/_search/scroll", "_all"),
+        (Method::DELETE, "/_search/scroll?scroll_id=_all", ""),
+        (Method::DELETE, "/_search/scroll/abc,_all", ""),
+        (
+            Method::DELETE,
+            "/_search/point_in_time",
+            "{\"pit_id\":[\"_all\"]}",
+        ),
+        (Method::DELETE, "/_search/point_in_time/_all", ""),
+        (Method::GET, "/_refresh", ""),
+        (Method::GET, "/_plugins/_notifications/feature/test/c1", ""),
+    ] {
+        let d = decide(&ro, m.clone(), target, Some(body));
+        assert!(!d.is_allowed(), "read-only: {m} {target} {body}");
+    }
+}
+
+/// Harmless traffic through the same APIs still passes: clients' bulks and searches (also
+/// compressed), scrolls, Dashboards, plugin APIs whose bodies name allowed indices.
+#[test]
+fn harmless_traffic_on_allowed_indices_passes() {
+    #[rustfmt::skip]
+    let fine: &[(Method, &str, &str, bool)] = &[
+        (Method::POST, "/_bulk", "{\"index\":{\"_index\":\"logs-1\",\"_id\":\"1\"}}\n{\"msg\":\"x\"}\n{\"delete\":{\"_index\":\"logs-2\",\"_id\":\"1\"}}\n", true),
+        (Method::POST, "/logs-1/_bulk?refresh=true", "{\"index\":{}}\n{\"a\":1}\n", true),
+        (Method::POST, "/logs-1/_search", "{\"query\":{\"bool\":{\"filter\":[{\"term\":{\"index\":\"a field named index\"}},{\"terms\":{\"index\":[\"v\"]}}]}},\"aggs\":{\"t\":{\"terms\":{\"field\":\"_index\"}}}}", false),
+        (Method::GET, "/logs-*/_search?q=level:error&size=10", "", false),
+        (Method::GET, "/%3Clogs-%7Bnow%2Fd%7D%3E/_search", "", false),
+        (Method::POST, "/logs-1/_search?scroll=1m", "{\"size\":100}", false),
+        (Method::POST, "/_search/scroll", "{\"scroll\":\"1m\",\"scroll_id\":\"FGluY2x1ZGVfY29udGV4dF91dWlk\"}", false),
+        (Method::DELETE, "/_search/scroll", "{\"scroll_id\":[\"FGluY2x1ZGVfY29udGV4dF91dWlk\"]}", false),
+        (Method::POST, "/_msearch", "{\"index\":\"logs-1\"}\n{\"query\":{\"match_all\":{}}}\n{\"index\":[\"logs-2\"]}\n{}\n", false),
+        (Method::POST, "/_mget", "{\"docs\":[{\"_index\":\"logs-1\",\"_id\":\"1\"}]}", false),
+        (Method::PUT, "/logs-1/_alias/logs-current", "", true),
+        (Method::POST, "/_aliases", "{\"actions\":[{\"add\":{\"index\":\"logs-1\",\"alias\":\"logs-all\"}}]}", true),
+        (Method::PUT, "/logs-3", "{\"settings\":{\"index\":{\"number_of_shards\":1}},\"mappings\":{\"properties\":{\"terms\":{\"type\":\"keyword\",\"index\":false}}},\"aliases\":{\"logs-w\":{}}}", true),
+        (Method::PUT, "/_index_template/logs", "{\"index_patterns\":[\"logs-*\"],\"template\":{\"settings\":{\"index\":{\"number_of_shards\":1}}}}", true),
+        (Method::PUT, "/_plugins/_ism/policies/rollover", "{\"policy\":{\"states\":[{\"name\":\"hot\",\"actions\":[{\"rollover\":{\"min_index_age\":\"1d\"}}]}],\"ism_template\":[{\"index_patterns\":[\"logs-*\"]}]}}", true),
+        (Method::POST, "/_plugins/_ism/add/logs-1", "{\"policy_id\":\"rollover\"}", true),
+        (Method::POST, "/_plugins/_anomaly_detection/detectors", "{\"name\":\"d\",\"indices\":[\"logs-1\"],\"time_field\":\"t\"}", true),
+        (Method::PUT, "/_snapshot/repo/snap", "{\"indices\":\"logs-1,logs-2\"}", true),
+        (Method::GET, "/_cluster/health", "", false),
+        (Method::GET, "/_cat/indices?v", "", false),
+        (Method::HEAD, "/logs-1", "", false),
+        (Method::POST, "/_dashboards/api/console/proxy?path=%2Flogs-1%2F_search&method=GET", "", false),
+        (Method::POST, "/_dashboards/internal/search/opensearch", "{\"params\":{\"index\":\"logs-*\",\"body\":{\"query\":{\"match_all\":{}}}}}", false),
+        (Method::POST, "/_dashboards/internal/bsearch", "{\"batch\":[{\"request\":{\"params\":{\"index\":\"logs-*\",\"body\":{}}},\"options\":{\"strategy\":\"opensearch\"}}]}", false),
+        (Method::GET, "/_dashboards/app/discover", "", false),
+        (Method::GET, "/_dashboards/1234/bundles/core/core.entry.js", "", false),
+        (Method::POST, "/_dashboards/api/saved_objects/_bulk_get", "[{\"type\":\"index-pattern\",\"id\":\"1\"}]", false),
+        (Method::GET, "/_dashboards/api/index_patterns/_fields_for_wildcard?pattern=logs-*&meta_fields=_source", "", false),
+    ];
+    for (name, policy) in attack_policies() {
+        for (m, target, body, writes) in fine {
+            if name == "read-only" && *writes {
+                continue;
+            }
+            let d = decide(&policy, m.clone(), target, Some(body));
+            assert!(
+                d.is_allowed(),
+                "{name}: {m} {target} {body}: {}",
+                d.reason()
+            );
+        }
+        let bulk = b"{\"index\":{\"_index\":\"logs-1\"}}\n{}\n";
+        if name != "read-only" {
+            for encoding in ["gzip", "x-gzip"] {
+                let d = with_encoding(&policy, Method::POST, "/_bulk", encoding, &gzip(bulk));
+                assert!(d.is_allowed(), "{name}: {}", d.reason());
+            }
+        }
+    }
+}
+
+/// A decompression bomb is not inflated past the bound: it counts as every index.
+#[test]
+fn compressed_bodies_are_bounded() {
+    let guide = Policy::from_json(GUIDE_DENY).unwrap();
+    let mut bomb = b"{\"index\":{\"_index\":\"logs-1\"}}\n{\"x\":\"".to_vec();
+    bomb.extend(std::iter::repeat_n(b'a', 64 << 20));
+    bomb.extend_from_slice(b"\"}\n");
+    let packed = gzip(&bomb);
+    let d = with_encoding(&guide, Method::POST, "/_bulk", "gzip", &packed);
+    assert_eq!(denier(&d), Some("DenyRestricted"));
+    assert!(d.reason().contains("inflates past"), "{}", d.reason());
+    let d = with_encoding(&guide, Method::POST, "/_bulk", "br", b"...");
+    assert!(d.reason().contains("`br`"), "{}", d.reason());
+    // The bound is --max-body: a smaller one refuses what the default allows.
+    let small = Policy::from_json(GUIDE_DENY)
+        .unwrap()
+        .with_inflate_limit(1000);
+    let mut body = b"{\"index\":{\"_index\":\"logs-1\"}}
+{\"x\":\""
+        .to_vec();
+    body.extend(std::iter::repeat_n(b'a', 2000));
+    body.extend_from_slice(
+        b"\"}
+",
+    );
+    let body = &body[..];
+    assert!(with_encoding(&guide, Method::POST, "/_bulk", "gzip", &gzip(body)).is_allowed());
+    assert!(!with_encoding(&small, Method::POST, "/_bulk", "gzip", &gzip(body)).is_allowed());
+}
+
+/// The 403 says which API, which index (or that it cannot tell, so all) and which statement.
+#[test]
+fn denials_say_api_index_and_statement() {
+    let p = Policy::from_json(GUIDE_DENY).unwrap();
+    let d = decide(&p, Method::PATCH, "/_plugins/_unheard_of/run", Some("{}"));
+    assert_eq!(denier(&d), Some("DenyRestricted"));
+    assert!(
+        d.reason().starts_with("es:ESHttpPatch on */_plugins/_unheard_of/run (unknown, cannot tell which indices, so all: the proxy knows no PATCH /_plugins/_unheard_of/run API"),
+        "{}",
+        d.reason()
+    );
+    let Decision::Deny { api, resource, .. } = decide(
+        &p,
+        Method::PUT,
+        "/logs-1/_alias/a",
+        Some("{\"index\":\"restricted-index\"}"),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (api.as_str(), resource.as_str()),
+        ("indices.put_alias", "restricted-index/_alias")
+    );
+}
