@@ -394,6 +394,16 @@ impl SpooledBody {
         }
     }
 
+    /// The whole body as one slice, when it is in memory in one piece (as most small bodies
+    /// are): the policy reads it in place.
+    pub fn as_contiguous(&self) -> Option<&[u8]> {
+        match &self.storage {
+            Storage::Memory(pieces) if pieces.is_empty() => Some(&[]),
+            Storage::Memory(pieces) if pieces.len() == 1 => Some(&pieces[0]),
+            _ => None,
+        }
+    }
+
     /// A blocking reader over the whole body (for the policy's body parsers; call it from a
     /// blocking context when the body is spilled).
     pub fn reader(&self) -> Box<dyn BufRead + Send> {

@@ -743,6 +743,9 @@ impl BodySource for PolicyBody<'_> {
     fn open(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send + '_>> {
         Ok(self.0.reader())
     }
+    fn as_slice(&self) -> Option<&[u8]> {
+        self.0.as_contiguous()
+    }
 }
 
 /// [`RequestFacts`] that own their strings, to be decided on a blocking thread.

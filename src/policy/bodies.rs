@@ -22,12 +22,30 @@ use super::routes::BodyKind;
 /// The longest `_bulk` action line / `_msearch` header line read (they are small JSON objects).
 pub(crate) const MAX_META_LINE: usize = 1 << 20;
 
+/// Where in a body something is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// An NDJSON line (1-based).
+    Line(usize),
+    /// A JSON path, or a line and a path within it (`docs[2]._index`, `line 5: query.terms.u.index`).
+    Json(String),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Line(n) => write!(f, "line {n}"),
+            Place::Json(p) => f.write_str(p),
+        }
+    }
+}
+
 /// Something a body says about the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Named {
     /// A resource it touches (an index, alias or data stream and the API part), and where in
     /// the body it is named (`line 3`, `docs[2]._index`).
-    Target { target: Target, place: String },
+    Target { target: Target, place: Place },
     /// It may reach every index (`suffix` is the API part of the resource).
     All { why: String, suffix: String },
     /// It makes the request change something (clearing every scroll).
@@ -46,29 +64,50 @@ pub(crate) struct Context<'a> {
     pub(crate) api: &'a str,
 }
 
+/// A body to read: in memory, or a stream (a spilled or compressed one).
+pub(crate) enum Input<'a> {
+    Slice(&'a [u8]),
+    Reader(&'a mut dyn BufRead),
+}
+
+/// JSON bodies read as a stream are collected in memory up to this size and parsed there
+/// (several times faster than parsing from a reader); larger ones are parsed as they stream.
+const COLLECT_JSON: u64 = 32 << 20;
+
 /// Reads the body of an API of `kind` and tells `sink` every index it names. `Err`: the body
 /// cannot be read (what is wrong, for the message). Nested request kinds (Dashboards) are not
 /// read here.
 pub(crate) fn extract(
     kind: BodyKind,
-    body: &mut dyn BufRead,
+    body: Input<'_>,
     cx: &Context<'_>,
     sink: Sink<'_>,
 ) -> Result<(), String> {
-    let flow = match kind {
-        BodyKind::None => Ok(()),
-        BodyKind::Bulk => bulk(body, cx, sink),
-        BodyKind::Mget => mget(body, cx, sink),
-        BodyKind::Msearch => msearch(body, cx, false, sink),
-        BodyKind::MsearchTemplate => msearch(body, cx, true, sink),
-        _ => {
-            let mut v = Walk::new(kind, cx, sink);
-            let walked = json::walk_reader(ReadAdapter(body), &mut v);
-            match walked {
-                Ok(()) => v.finish(),
-                Err(json::WalkError::Halt(h)) => Err(h),
-                Err(json::WalkError::Syntax(e)) => {
-                    Err(Halt::Invalid(format!("the body is not JSON: {e}")))
+    let flow = match (kind, body) {
+        (BodyKind::None, _) => Ok(()),
+        (BodyKind::Bulk, Input::Slice(mut b)) => bulk(&mut b, cx, sink),
+        (BodyKind::Bulk, Input::Reader(r)) => bulk(r, cx, sink),
+        (BodyKind::Msearch | BodyKind::MsearchTemplate, input) => {
+            let template = kind == BodyKind::MsearchTemplate;
+            match input {
+                Input::Slice(mut b) => msearch(&mut b, cx, template, sink),
+                Input::Reader(r) => msearch(r, cx, template, sink),
+            }
+        }
+        (_, Input::Slice(b)) => json_body(kind, b, cx, sink),
+        (_, Input::Reader(r)) => {
+            let mut collected = Vec::new();
+            let read = std::io::Read::read_to_end(
+                &mut std::io::Read::take(ReadAdapter(&mut *r), COLLECT_JSON + 1),
+                &mut collected,
+            );
+            match read {
+                Err(e) => Err(Halt::Invalid(format!("reading the body failed: {e}"))),
+                Ok(n) if n as u64 <= COLLECT_JSON => json_body(kind, &collected, cx, sink),
+                Ok(_) => {
+                    // Too large to collect: the part read, then the rest as it streams.
+                    let mut chained = std::io::Read::chain(&collected[..], ReadAdapter(r));
+                    walk_json(kind, cx, sink, |v| json::walk_reader(&mut chained, v))
                 }
             }
         }
@@ -76,6 +115,30 @@ pub(crate) fn extract(
     match flow {
         Ok(()) | Err(Halt::Stop) => Ok(()),
         Err(Halt::Invalid(e)) => Err(e),
+    }
+}
+
+fn json_body(kind: BodyKind, bytes: &[u8], cx: &Context<'_>, sink: Sink<'_>) -> Flow {
+    if kind == BodyKind::Mget {
+        return mget(bytes, cx, sink);
+    }
+    if kind == BodyKind::Search && !may_look_up(bytes) {
+        return Ok(());
+    }
+    walk_json(kind, cx, sink, |v| json::walk_slice(bytes, v))
+}
+
+fn walk_json(
+    kind: BodyKind,
+    cx: &Context<'_>,
+    sink: Sink<'_>,
+    walk: impl FnOnce(&mut dyn Visit) -> Result<(), json::WalkError>,
+) -> Flow {
+    let mut v = Walk::new(kind, cx, sink);
+    match walk(&mut v) {
+        Ok(()) => v.finish(),
+        Err(json::WalkError::Halt(h)) => Err(h),
+        Err(json::WalkError::Syntax(e)) => Err(Halt::Invalid(format!("the body is not JSON: {e}"))),
     }
 }
 
@@ -133,7 +196,7 @@ impl<'a> Lines<'a> {
                 break;
             }
             got_any = true;
-            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            let (take, done) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i, true),
                 None => (avail.len(), false),
             };
@@ -177,31 +240,238 @@ enum BulkOp {
 }
 
 #[derive(Deserialize)]
-struct BulkMeta {
-    #[serde(rename = "_index")]
-    index: Option<String>,
-    #[serde(rename = "_id")]
-    id: Option<serde_json::Value>,
+struct BulkMeta<'a> {
+    #[serde(rename = "_index", borrow)]
+    index: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "_id", default, borrow)]
+    id: Option<IdText<'a>>,
 }
 
-struct BulkLine {
+/// A document id as text: a string, or a number's digits.
+struct IdText<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for IdText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = IdText<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a document id")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<IdText<'a>, E> {
+                Ok(IdText(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdText<'a>, E> {
+                Ok(IdText(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IdText<'a>, E> {
+                Ok(IdText(v.to_string().into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IdText<'a>, E> {
+                Ok(IdText(v.to_string().into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<IdText<'a>, E> {
+                Ok(IdText(v.to_string().into()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<IdText<'a>, E> {
+                Ok(IdText(v.to_string().into()))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A bulk action line: its operation, `_index` and `_id` (as text).
+#[derive(Debug, PartialEq, Eq)]
+struct Action<'a> {
     op: BulkOp,
-    meta: BulkMeta,
+    index: Option<std::borrow::Cow<'a, str>>,
+    id: Option<std::borrow::Cow<'a, str>>,
 }
 
-impl<'de> Deserialize<'de> for BulkLine {
+/// Reads an action line: its common shape without serde ([`simple_action`]), anything else
+/// with serde_json (which also says what is wrong).
+fn action(line: &[u8]) -> Result<Action<'_>, String> {
+    if let Some(a) = simple_action(line) {
+        return Ok(a);
+    }
+    let l: BulkLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    Ok(Action {
+        op: l.op,
+        index: l.meta.index,
+        id: l.meta.id.map(|i| i.0),
+    })
+}
+
+/// The common shape of an action line, `{"index":{"_index":"logs","_id":"1"}}`, read without
+/// serde (most of a bulk's parsing time): one operation, flat members, strings without escapes,
+/// ids that are strings or plain digits. Anything else is `None` and goes to serde_json, so a
+/// line reads the same either way (`tests::simple_actions_read_as_serde_reads_them`).
+fn simple_action(line: &[u8]) -> Option<Action<'_>> {
+    let mut p = Scan { s: line, i: 0 };
+    p.ws();
+    p.byte(b'{')?;
+    p.ws();
+    let op = match p.string()? {
+        "index" => BulkOp::Index,
+        "create" => BulkOp::Create,
+        "update" => BulkOp::Update,
+        "delete" => BulkOp::Delete,
+        _ => return None,
+    };
+    p.ws();
+    p.byte(b':')?;
+    p.ws();
+    p.byte(b'{')?;
+    p.ws();
+    let (mut index, mut id) = (None, None);
+    if p.peek() != Some(b'}') {
+        loop {
+            let key = p.string()?;
+            p.ws();
+            p.byte(b':')?;
+            p.ws();
+            match key {
+                "_index" if index.is_none() => index = Some(p.string()?),
+                "_id" if id.is_none() => {
+                    id = Some(if p.peek() == Some(b'"') {
+                        p.string()?
+                    } else {
+                        p.digits()?
+                    })
+                }
+                "_index" | "_id" => return None,
+                _ => p.scalar()?,
+            }
+            p.ws();
+            if p.peek() != Some(b',') {
+                break;
+            }
+            p.i += 1;
+            p.ws();
+        }
+    }
+    p.byte(b'}')?;
+    p.ws();
+    p.byte(b'}')?;
+    p.ws();
+    (p.i == line.len()).then_some(Action {
+        op,
+        index: index.map(std::borrow::Cow::Borrowed),
+        id: id.map(std::borrow::Cow::Borrowed),
+    })
+}
+
+/// A cursor over one line for [`simple_action`].
+struct Scan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r')) {
+            self.i += 1;
+        }
+    }
+    fn byte(&mut self, b: u8) -> Option<()> {
+        (self.peek() == Some(b)).then(|| self.i += 1)
+    }
+    /// A string without escapes or control characters, as UTF-8.
+    fn string(&mut self) -> Option<&'a str> {
+        self.byte(b'"')?;
+        let start = self.i;
+        let len = self.s[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.s[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        std::str::from_utf8(&self.s[start..start + len]).ok()
+    }
+    /// A non-negative integer without leading zeros (its text is what serde_json prints).
+    fn digits(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let len = self.s[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if len == 0 || len > 18 || (len > 1 && self.s[start] == b'0') {
+            return None;
+        }
+        self.i += len;
+        std::str::from_utf8(&self.s[start..self.i]).ok()
+    }
+    /// A member value that is neither object nor array: a string, `true`, `false`, `null`,
+    /// or a JSON number.
+    fn scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b't' | b'f' | b'n' => {
+                let rest = &self.s[self.i..];
+                let word = ["true", "false", "null"]
+                    .into_iter()
+                    .find(|w| rest.starts_with(w.as_bytes()))?;
+                self.i += word.len();
+                Some(())
+            }
+            _ => self.number(),
+        }
+    }
+    fn number(&mut self) -> Option<()> {
+        let _ = self.byte(b'-');
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.skip_digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.at_least_one_digit()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.at_least_one_digit()?;
+        }
+        Some(())
+    }
+    fn skip_digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+    fn at_least_one_digit(&mut self) -> Option<()> {
+        let start = self.i;
+        self.skip_digits();
+        (self.i > start).then_some(())
+    }
+}
+
+struct BulkLine<'a> {
+    op: BulkOp,
+    meta: BulkMeta<'a>,
+}
+
+impl<'de> Deserialize<'de> for BulkLine<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = BulkLine;
+            type Value = BulkLine<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(r#"an action object like {"index":{"_index":"..."}}"#)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BulkLine, A::Error> {
-                let Some(k) = map.next_key::<String>()? else {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BulkLine<'de>, A::Error> {
+                let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
                     return Err(de::Error::custom("empty action object"));
                 };
-                let op = match k.as_str() {
+                let op = match k.as_ref() {
                     "index" => BulkOp::Index,
                     "create" => BulkOp::Create,
                     "update" => BulkOp::Update,
@@ -221,44 +491,86 @@ impl<'de> Deserialize<'de> for BulkLine {
     }
 }
 
+/// A name that is exactly one index (no list, wildcard, date math, remote cluster, `_all`,
+/// exclusion or white space), as most bulk lines have: one target, no parsing.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['-', '+', '_', '<'])
+        && !name.bytes().any(|b| {
+            matches!(b, b',' | b'*' | b':' | b'{' | b'/') || b.is_ascii_whitespace() || b >= 0x80
+        })
+}
+
 /// `_bulk`: every action line's `_index` (or the path's index), paired with its document line
 /// the way OpenSearch pairs them (the line after `index`, `create` or `update` is its
 /// document, whatever it holds; blank lines are skipped only where an action is expected).
 fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
     let mut lines = Lines::new(r);
     let mut buf = Vec::new();
+    let mut suffix = String::new();
     while let Some(n) = lines.next(Some(&mut buf))? {
         if is_blank(&buf) {
             continue;
         }
-        let place = format!("line {n}");
-        let line: BulkLine =
-            serde_json::from_slice(&buf).map_err(|e| Halt::Invalid(format!("{place}: {e}")))?;
-        let targets = match &line.meta.index {
-            Some(expr) => name_items(expr).map_err(|e| bad(&place, e))?,
-            None if !cx.defaults.is_empty() => cx.defaults.to_vec(),
+        let line = action(&buf).map_err(|e| Halt::Invalid(format!("line {n}: {e}")))?;
+        suffix.clear();
+        match (line.op, &line.id) {
+            (BulkOp::Index | BulkOp::Delete, Some(id)) => {
+                suffix.push_str("/_doc/");
+                suffix.push_str(id);
+            }
+            (BulkOp::Create, Some(id)) => {
+                suffix.push_str("/_create/");
+                suffix.push_str(id);
+            }
+            (BulkOp::Update, Some(id)) => {
+                suffix.push_str("/_update/");
+                suffix.push_str(id);
+            }
+            (BulkOp::Update, None) => suffix.push_str("/_update"),
+            _ => suffix.push_str("/_doc"),
+        }
+        match line.index.as_deref() {
+            Some(name) if plain_name(name) => {
+                let mut text = String::with_capacity(name.len() + suffix.len());
+                text.push_str(name);
+                text.push_str(&suffix);
+                emit(
+                    sink,
+                    Named::Target {
+                        target: Target::literal_owned(text),
+                        place: Place::Line(n),
+                    },
+                )?;
+            }
+            Some(expr) => {
+                let targets = name_items(expr).map_err(|e| bad(&format!("line {n}"), e))?;
+                for t in targets {
+                    emit(
+                        sink,
+                        Named::Target {
+                            target: t.join(&suffix),
+                            place: Place::Line(n),
+                        },
+                    )?;
+                }
+            }
+            None if !cx.defaults.is_empty() => {
+                for t in cx.defaults {
+                    emit(
+                        sink,
+                        Named::Target {
+                            target: t.join(&suffix),
+                            place: Place::Line(n),
+                        },
+                    )?;
+                }
+            }
             None => {
                 return Err(Halt::Invalid(format!(
-                    "{place}: the action has no _index and the path names no index"
+                    "line {n}: the action has no _index and the path names no index"
                 )))
             }
-        };
-        let id = line.meta.id.as_ref().map(id_text);
-        let suffix = match (line.op, id) {
-            (BulkOp::Index | BulkOp::Delete, Some(id)) => format!("/_doc/{id}"),
-            (BulkOp::Create, Some(id)) => format!("/_create/{id}"),
-            (BulkOp::Update, Some(id)) => format!("/_update/{id}"),
-            (BulkOp::Update, None) => "/_update".to_string(),
-            _ => "/_doc".to_string(),
-        };
-        for t in targets {
-            emit(
-                sink,
-                Named::Target {
-                    target: t.join(&suffix),
-                    place: place.clone(),
-                },
-            )?;
         }
         if line.op != BulkOp::Delete && lines.next(None)?.is_none() {
             break;
@@ -332,7 +644,7 @@ fn msearch(r: &mut dyn BufRead, cx: &Context<'_>, template: bool, sink: Sink<'_>
                 sink,
                 Named::Target {
                     target: t.join("/_search"),
-                    place: place.clone(),
+                    place: Place::Line(n),
                 },
             )?;
         }
@@ -340,6 +652,9 @@ fn msearch(r: &mut dyn BufRead, cx: &Context<'_>, template: bool, sink: Sink<'_>
         let Some(n) = lines.next(Some(&mut buf))? else {
             break;
         };
+        if !template && !may_look_up(&buf) {
+            continue;
+        }
         let kind = if template {
             BodyKind::SearchTemplate
         } else {
@@ -375,36 +690,16 @@ struct MgetDoc {
     id: Option<serde_json::Value>,
 }
 
-/// Skips leading white space; true when nothing else is left.
-fn skip_blank(r: &mut dyn BufRead) -> Result<bool, Halt> {
-    loop {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Halt::Invalid(format!("reading the body failed: {e}"))),
-        };
-        if buf.is_empty() {
-            return Ok(true);
-        }
-        let n = buf.iter().take_while(|c| c.is_ascii_whitespace()).count();
-        let all = n == buf.len();
-        r.consume(n);
-        if !all {
-            return Ok(false);
-        }
-    }
-}
-
-fn mget(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
-    if skip_blank(r)? {
+fn mget(bytes: &[u8], cx: &Context<'_>, sink: Sink<'_>) -> Flow {
+    if is_blank(bytes) {
         return Ok(());
     }
-    let body: MgetBody = serde_json::from_reader(ReadAdapter(r))
+    let body: MgetBody = serde_json::from_slice(bytes)
         .map_err(|e| Halt::Invalid(format!("the body is not what the API takes: {e}")))?;
     for (i, doc) in body.docs.unwrap_or_default().into_iter().enumerate() {
-        let place = format!("docs[{i}]");
+        let place = Place::Json(format!("docs[{i}]"));
         let targets = match &doc.index {
-            Some(expr) => name_items(expr).map_err(|e| bad(&place, e))?,
+            Some(expr) => name_items(expr).map_err(|e| bad(&place.to_string(), e))?,
             None if !cx.defaults.is_empty() => cx.defaults.to_vec(),
             None => {
                 return Err(Halt::Invalid(format!(
@@ -539,7 +834,7 @@ impl<'a, 'b> Walk<'a, 'b> {
                 self.sink,
                 Named::Target {
                     target: t.join(&suffix),
-                    place: place.clone(),
+                    place: Place::Json(place.clone()),
                 },
             )?;
         }
@@ -643,11 +938,25 @@ impl<'a, 'b> Walk<'a, 'b> {
     }
 }
 
+/// Can this query read another index at all? Only through keys spelled `index` (`_index`,
+/// `indexed_shape`) or `wrapper`, and JSON can spell a key's letters otherwise only with `\u`
+/// escapes: a query without any of them names no index, and is not parsed (most are not).
+/// A NUL byte may be UTF-16 or UTF-32 JSON, which OpenSearch's parser also reads: that is
+/// parsed, and refused as not JSON.
+fn may_look_up(query: &[u8]) -> bool {
+    use memchr::memmem;
+    memmem::find(query, b"index").is_some()
+        || memmem::find(query, b"wrapper").is_some()
+        || memmem::find(query, b"\\u").is_some()
+        || memchr::memchr(0, query).is_some()
+}
+
 /// Is `path` a shape query's `indexed_shape` object (`geo_shape.FIELD.indexed_shape`)?
 fn is_shape(path: &[Step]) -> bool {
-    ["geo_shape", "shape", "xy_shape"]
-        .iter()
-        .any(|q| ends_with(path, &[q, "*", "indexed_shape"]))
+    keys(path).next_back() == Some("indexed_shape")
+        && ["geo_shape", "shape", "xy_shape"]
+            .iter()
+            .any(|q| ends_with(path, &[q, "*", "indexed_shape"]))
 }
 
 /// Fills each `{{…}}` placeholder (and each mustache section, `{{#toJson}}x{{/toJson}}`, whole)
@@ -703,6 +1012,12 @@ impl Visit for Walk<'_, '_> {
         if is_shape(path) {
             self.shapes.push(false);
         }
+        if matches!(
+            self.kind,
+            BodyKind::Search | BodyKind::SearchTemplate | BodyKind::Script
+        ) {
+            return Ok(());
+        }
         let ks: Vec<&str> = keys(path).collect();
         // Alias definitions are objects keyed by the alias's name.
         let alias_name = match (self.kind, ks.as_slice()) {
@@ -748,9 +1063,11 @@ impl Visit for Walk<'_, '_> {
             // A pre-indexed shape without an index is looked up in `shapes`.
             self.names(path, "shapes", false, Some("/_doc"))?;
         }
-        let ks: Vec<&str> = keys(path).collect();
-        if self.kind == BodyKind::Aliases && ks.len() == 2 && ks[0] == "actions" && !self.seen {
-            return self.all(format!("{} names no index", self.place(path)));
+        if self.kind == BodyKind::Aliases && !self.seen {
+            let mut ks = keys(path);
+            if ks.next() == Some("actions") && ks.next().is_some() && ks.next().is_none() {
+                return self.all(format!("{} names no index", self.place(path)));
+            }
         }
         Ok(())
     }
@@ -783,6 +1100,11 @@ impl Visit for Walk<'_, '_> {
     }
 
     fn scalar(&mut self, path: &[Step], v: Scalar<'_>) -> Flow {
+        // Most values of a body are not where a name can be: decided from the last key alone,
+        // without collecting the path.
+        if !self.may_name(path) {
+            return Ok(());
+        }
         let ks: Vec<&str> = keys(path).collect();
         match self.kind {
             BodyKind::Search => self.query_scalar(path, v),
@@ -943,6 +1265,22 @@ impl Visit for Walk<'_, '_> {
 }
 
 impl Walk<'_, '_> {
+    /// Can the value at `path` name an index in a body of this kind (or be a wrapped query, a
+    /// template's source, a script's language)? Decided from the last keys alone.
+    fn may_name(&self, path: &[Step]) -> bool {
+        let last = keys(path).next_back().unwrap_or("");
+        let in_query = matches!(last, "index" | "_index") || ends_with(path, &["wrapper", "query"]);
+        match self.kind {
+            BodyKind::Search => in_query,
+            BodyKind::SearchTemplate | BodyKind::Script => {
+                in_query || matches!(last, "source" | "lang")
+            }
+            BodyKind::Plugin => in_query || last == "source" || PLUGIN_NAME_KEYS.contains(&last),
+            // Alias names are keys; everything else of these bodies is matched on its path.
+            _ => true,
+        }
+    }
+
     /// What the body must have had, checked at its end.
     fn finish(&mut self) -> Flow {
         let missing = match self.kind {
@@ -1020,26 +1358,25 @@ mod tests {
             defaults: &defaults,
             api,
         };
+        let shown = |n: Named| match n {
+            Named::Target { target, place } => format!("{target} @ {place}"),
+            Named::All { why, suffix } => format!("*{suffix} ({why})"),
+            Named::Writes { why } => format!("writes ({why})"),
+        };
         let mut out = Vec::new();
-        let mut sink = |n: Named| {
-            out.push(match n {
-                Named::Target { target, place } => format!("{target} @ {place}"),
-                Named::All { why, suffix } => format!("*{suffix} ({why})"),
-                Named::Writes { why } => format!("writes ({why})"),
-            });
+        extract(kind, Input::Slice(body.as_bytes()), &cx, &mut |n| {
+            out.push(shown(n));
             ControlFlow::Continue(())
-        };
-        let mut whole = std::io::Cursor::new(body.as_bytes());
-        extract(kind, &mut whole, &cx, &mut sink)?;
-        // Read a byte at a time, the answer is the same.
+        })?;
+        // Read as a stream a byte at a time, the answer is the same.
         let mut again = Vec::new();
-        let mut sink2 = |n: Named| {
-            again.push(n);
-            ControlFlow::Continue(())
-        };
         let mut slow = std::io::BufReader::with_capacity(1, body.as_bytes());
-        extract(kind, &mut slow, &cx, &mut sink2).unwrap();
-        assert_eq!(again.len(), out.len());
+        extract(kind, Input::Reader(&mut slow), &cx, &mut |n| {
+            again.push(shown(n));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(again, out);
         Ok(out)
     }
 
@@ -1092,6 +1429,83 @@ mod tests {
             assert!(run(BodyKind::Bulk, &[], "_bulk", bad).is_err(), "{bad}");
         }
         assert_eq!(ok(BodyKind::Bulk, ""), Vec::<String>::new());
+    }
+
+    use proptest::prelude::*;
+
+    fn member() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("\"_index\"".to_string()),
+            Just("\"_id\"".to_string()),
+            Just("\"routing\"".to_string()),
+            Just("\"_ind\\u0065x\"".to_string()),
+            "\"[a-z_]{0,6}\"",
+        ];
+        let value = prop_oneof![
+            "\"[a-z0-9 ._*é\\\\\\\\\"-]{0,8}\"",
+            "-?[0-9]{1,3}(\\.[0-9]{0,2})?([eE][+-]?[0-9]{0,2})?",
+            Just("true".to_string()),
+            Just("null".to_string()),
+            Just("{}".to_string()),
+            Just("[\"a\"]".to_string()),
+            Just("0123".to_string()),
+        ];
+        (key, "[ \t]{0,2}", value).prop_map(|(k, w, v)| format!("{k}{w}:{w}{v}"))
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just("index"),
+                Just("create"),
+                Just("update"),
+                Just("delete"),
+                Just("upsert")
+            ],
+            prop::collection::vec(member(), 0..4),
+            "[ \t\r]{0,2}",
+            prop_oneof![Just(""), Just(",\"x\":1"), Just(" junk"), Just("}")],
+        )
+            .prop_map(|(op, members, w, tail)| {
+                format!(
+                    "{w}{{{w}\"{op}\"{w}:{w}{{{}}}{w}{tail}}}{w}",
+                    members.join(&format!("{w},{w}"))
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// What the fast path reads, serde_json reads the same; what it declines, serde decides.
+        #[test]
+        fn simple_actions_read_as_serde_reads_them(line in line()) {
+            if let Some(fast) = simple_action(line.as_bytes()) {
+                let slow: BulkLine = serde_json::from_slice(line.as_bytes())
+                    .unwrap_or_else(|e| panic!("serde refuses what the fast path read: {line}: {e}"));
+                let slow = Action { op: slow.op, index: slow.meta.index, id: slow.meta.id.map(|i| i.0) };
+                prop_assert_eq!(fast, slow, "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_the_common_lines() {
+        for line in [
+            r#"{"index":{"_index":"logs-1","_id":"7"}}"#,
+            r#"{ "create" : { "_index" : "a", "_id" : 12, "routing": "r", "pipeline": "p" } }"#,
+            r#"{"delete":{}}"#,
+            "{\"update\":{\"_id\":\"3\",\"retry_on_conflict\":3}}\r",
+        ] {
+            assert!(simple_action(line.as_bytes()).is_some(), "{line}");
+        }
+        for line in [
+            r#"{"index":{"_index":"l\u006fgs"}}"#,
+            r#"{"index":{"_index":"a","_index":"b"}}"#,
+            r#"{"index":{"_id":-1}}"#,
+            r#"{"index":{"if_seq_no":{}}}"#,
+        ] {
+            assert!(simple_action(line.as_bytes()).is_none(), "{line}");
+        }
     }
 
     #[test]
@@ -1177,6 +1591,25 @@ mod tests {
         )
         .is_err());
         assert_eq!(ok(BodyKind::Search, ""), Vec::<String>::new());
+        // Queries without `index` or `wrapper` are not parsed; a key spelled with escapes is
+        // still found, and UTF-16 JSON (which OpenSearch reads) is refused as not JSON.
+        assert_eq!(
+            ok(
+                BodyKind::Search,
+                r#"{"query":{"terms":{"u":{"\u0069ndex":"users","id":"1","path":"p"}}}}"#
+            ),
+            ["users/_doc @ query.terms.u.index"]
+        );
+        assert_eq!(
+            ok(BodyKind::Search, "{not json, but naming nothing"),
+            Vec::<String>::new()
+        );
+        let utf16: String = "{\"query\":{\"terms\":{\"u\":{\"index\":\"users\"}}}}"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .map(char::from)
+            .collect();
+        assert!(run(BodyKind::Search, &[], "", &utf16).is_err());
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::fmt;
 use std::io::BufRead;
 use std::ops::ControlFlow;
 
-use super::bodies::{self, Context, Named};
+pub use super::bodies::Place;
+use super::bodies::{self, Context, Input, Named};
 use super::encoding;
 use super::names::{decode_generic, decode_param, index_items};
 use super::pattern::Target;
@@ -40,7 +41,7 @@ pub enum Origin {
     /// A query parameter names it (`index`).
     Query(String),
     /// The body names it, at this place (`line 3`, `docs[0]._index`).
-    Body(String),
+    Body(Place),
     /// The request reaches every index (why).
     AllIndices(String),
     /// What the request touches cannot be told, so every index (why).
@@ -54,7 +55,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Path => f.write_str("from the path"),
             Origin::Query(p) => write!(f, "from the `{p}` query parameter"),
-            Origin::Body(place) if place.is_empty() => f.write_str("from the body"),
+            Origin::Body(Place::Json(p)) if p.is_empty() => f.write_str("from the body"),
             Origin::Body(place) => write!(f, "from the body, {place}"),
             Origin::AllIndices(why) => f.write_str(why),
             Origin::CannotTell(why) => write!(f, "cannot tell which indices, so all: {why}"),
@@ -92,6 +93,10 @@ pub trait BodySource {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The whole body as one slice, when it is in memory in one piece (read in place).
+    fn as_slice(&self) -> Option<&[u8]> {
+        None
+    }
     fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>>;
 }
 
@@ -104,6 +109,9 @@ impl BodySource for InMemory<'_> {
     }
     fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
         Ok(Box::new(self.0))
+    }
+    fn as_slice(&self) -> Option<&[u8]> {
+        Some(self.0)
     }
 }
 
@@ -141,8 +149,33 @@ struct Reading {
     found: Option<Found<'static>>,
     /// The segments as the router matched them (raw for OpenSearch's reading).
     tokens: Vec<String>,
-    /// Each segment decoded (`None`: a malformed escape).
-    decoded: Vec<Option<String>>,
+    /// Each segment decoded, where decoding changes it.
+    decoded: Vec<Decoded>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Decoded {
+    /// As the token is (it has no escapes).
+    Same,
+    Changed(String),
+    /// A malformed escape: OpenSearch answers 400.
+    Malformed,
+}
+
+impl Reading {
+    /// Segment `i` decoded (`None`: malformed).
+    fn decoded(&self, i: usize) -> Option<&str> {
+        match self.decoded.get(i)? {
+            Decoded::Same => self.tokens.get(i).map(String::as_str),
+            Decoded::Changed(d) => Some(d),
+            Decoded::Malformed => None,
+        }
+    }
+
+    /// Segment `i` as messages show it: decoded where it can be.
+    fn shown(&self, i: usize) -> &str {
+        self.decoded(i).unwrap_or(&self.tokens[i])
+    }
 }
 
 impl Plan {
@@ -215,36 +248,46 @@ fn readings(method: &http::Method, raw_path: &str, dashboards: bool) -> Vec<Read
     while router.last().is_some_and(String::is_empty) {
         router.pop();
     }
+    let decoded = router
+        .iter()
+        .map(|t| match decode_param(t) {
+            Some(Cow::Borrowed(_)) => Decoded::Same,
+            Some(Cow::Owned(d)) => Decoded::Changed(d),
+            None => Decoded::Malformed,
+        })
+        .collect();
+    let first = Reading {
+        found: find(&router),
+        decoded,
+        tokens: router,
+    };
+    // Nothing a server could decode, collapse or resolve: one reading is all there is.
+    let plain = !raw.contains(['%', '\\', ';'])
+        && !raw.contains("//")
+        && !raw.split('/').any(|s| s == "." || s == "..");
+    if plain {
+        return vec![first];
+    }
     let mut normal: Vec<String> = Vec::new();
     for seg in raw.split(['/', '\\']).filter(|s| !s.is_empty()) {
+        // Servers that take `;…` for a segment's parameters (`/index;v=1/`) drop it.
+        let seg = seg.split(';').next().unwrap_or(seg);
         match decode_generic(seg).as_ref() {
-            "." => {}
+            "" | "." => {}
             ".." => {
                 normal.pop();
             }
             d => normal.push(d.to_string()),
         }
     }
-    let first = Reading {
-        found: find(&router),
-        decoded: router
-            .iter()
-            .map(|t| decode_param(t).map(Cow::into_owned))
-            .collect(),
-        tokens: router,
-    };
     let same = first.tokens.len() == normal.len()
-        && first
-            .decoded
-            .iter()
-            .zip(&normal)
-            .zip(&first.tokens)
-            .all(|((d, n), t)| d.as_deref() == Some(n.as_str()) && t == n);
+        && (0..normal.len())
+            .all(|i| first.decoded(i) == Some(normal[i].as_str()) && first.tokens[i] == normal[i]);
     let mut out = vec![first];
     if !same {
         out.push(Reading {
             found: find(&normal),
-            decoded: normal.iter().map(|n| Some(n.clone())).collect(),
+            decoded: vec![Decoded::Same; normal.len()],
             tokens: normal,
         });
     }
@@ -324,20 +367,23 @@ fn slash(api: &str) -> String {
 }
 
 /// The query's parameters as OpenSearch reads them (`&` or `;` between them, `+` a space).
-pub(crate) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_params(query: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     let Some(q) = query else {
         return Vec::new();
     };
     let q = q.split('#').next().unwrap_or("");
+    fn decoded(s: &str) -> Cow<'_, str> {
+        if !s.contains(['%', '+']) {
+            return Cow::Borrowed(s);
+        }
+        let s = s.replace('+', " ");
+        Cow::Owned(decode_param(&s).map_or_else(|| s.clone(), Cow::into_owned))
+    }
     q.split(['&', ';'])
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| {
-                let s = s.replace('+', " ");
-                decode_param(&s).map_or_else(|| s.clone(), Cow::into_owned)
-            };
-            (dec(k), dec(v))
+            (decoded(k), decoded(v))
         })
         .collect()
 }
@@ -354,11 +400,8 @@ impl Classify<'_> {
     }
 
     fn reading(&self, reading: &Reading, sink: TouchSink<'_>) -> ControlFlow<()> {
-        let display: Vec<String> = reading
-            .decoded
-            .iter()
-            .zip(&reading.tokens)
-            .map(|(d, t)| d.clone().unwrap_or_else(|| t.clone()))
+        let display: Vec<&str> = (0..reading.tokens.len())
+            .map(|i| reading.shown(i))
             .collect();
         let Some(found) = reading.found else {
             return self.unknown(&display, sink);
@@ -373,14 +416,14 @@ impl Classify<'_> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !positions.iter().any(|(p, _)| p == i))
-                .map(|(_, s)| s.as_str()),
+                .map(|(_, s)| *s),
         );
         let first_is_name = positions.first().is_some_and(|(p, _)| *p == 0);
         if !first_is_name {
             sink(self.touch(
                 api,
                 access,
-                Target::literal(&joined(display.iter().map(String::as_str))),
+                Target::literal(&joined(display.iter().copied())),
                 Origin::Path,
             ))?;
         }
@@ -389,7 +432,7 @@ impl Classify<'_> {
         let all = |why: String| Origin::AllIndices(why);
         for &(pos, name) in &positions {
             bound.push(name);
-            let Some(Some(value)) = reading.decoded.get(pos) else {
+            let Some(value) = reading.decoded(pos) else {
                 let why = format!(
                     "the path segment {:?} has a malformed escape",
                     reading.tokens.get(pos).map_or("", String::as_str)
@@ -403,7 +446,7 @@ impl Classify<'_> {
                 continue;
             };
             let suffix = if pos == 0 {
-                slash(&joined(display[1..].iter().map(String::as_str)))
+                slash(&joined(display[1..].iter().copied()))
             } else {
                 slash(&api_part)
             };
@@ -468,7 +511,7 @@ impl Classify<'_> {
             if !names_here {
                 continue;
             }
-            bound.push(key.as_str());
+            bound.push(key.as_ref());
             let suffix = slash(&api_part);
             if value.trim().is_empty() {
                 sink(self.touch(
@@ -495,7 +538,12 @@ impl Classify<'_> {
                 }
                 Ok(items) => {
                     for t in &items {
-                        sink(self.touch(api, access, t.join(&suffix), Origin::Query(key.clone())))?;
+                        sink(self.touch(
+                            api,
+                            access,
+                            t.join(&suffix),
+                            Origin::Query(key.to_string()),
+                        ))?;
                     }
                     if key == "index" || positions.is_empty() {
                         defaults.extend(items);
@@ -542,13 +590,13 @@ impl Classify<'_> {
         }
         if route.api == "clear_scroll" || route.api == "delete_pit" {
             let ids = positions_of(route, "scroll_id")
-                .and_then(|p| reading.decoded.get(p).cloned().flatten())
+                .and_then(|p| reading.decoded(p).map(str::to_string))
                 .into_iter()
                 .chain(
                     params
                         .iter()
                         .filter(|(k, _)| k == "scroll_id")
-                        .map(|(_, v)| v.clone()),
+                        .map(|(_, v)| v.to_string()),
                 );
             for ids in ids {
                 if bodies::text_releases_all(&ids) {
@@ -556,7 +604,7 @@ impl Classify<'_> {
                     sink(self.touch(
                         api,
                         Access::Write,
-                        Target::literal(&joined(display.iter().map(String::as_str))),
+                        Target::literal(&joined(display.iter().copied())),
                         Origin::AllIndices(why),
                     ))?;
                 }
@@ -580,16 +628,16 @@ impl Classify<'_> {
 
     /// No route: the path's first segment as an index expression if it looks like one, and
     /// every index.
-    fn unknown(&self, display: &[String], sink: TouchSink<'_>) -> ControlFlow<()> {
+    fn unknown(&self, display: &[&str], sink: TouchSink<'_>) -> ControlFlow<()> {
         let api = "unknown";
         let access = match *self.req.method {
             http::Method::GET | http::Method::HEAD => Access::Read,
             _ => Access::Write,
         };
-        let literal = joined(display.iter().map(String::as_str));
+        let literal = joined(display.iter().copied());
         match display.first() {
             Some(first) if !first.starts_with('_') => {
-                let rest = slash(&joined(display[1..].iter().map(String::as_str)));
+                let rest = slash(&joined(display[1..].iter().copied()));
                 match index_items(first) {
                     Ok(items) if !too_costly(items.len(), &rest) => {
                         for t in items {
@@ -627,8 +675,8 @@ impl Classify<'_> {
         api: &'static str,
         access: Access,
         cx: &Context<'_>,
-        params: &[(String, String)],
-        display: &[String],
+        params: &[(Cow<'_, str>, Cow<'_, str>)],
+        display: &[&str],
         sink: TouchSink<'_>,
     ) -> ControlFlow<()> {
         let suffix = slash(cx.api);
@@ -655,7 +703,7 @@ impl Classify<'_> {
             .iter()
             .rev()
             .find(|(k, _)| k == "source_content_type")
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v.as_ref());
         let source = source.as_ref();
         let (bytes, content_type, encoding): (&dyn BodySource, Option<&str>, Option<&str>) =
             match (self.body, source) {
@@ -676,16 +724,32 @@ impl Classify<'_> {
                 )));
             }
         }
-        let reader = bytes
-            .open()
-            .map_err(|e| format!("reading the body failed: {e}"))
-            .and_then(|r| {
-                let r: Box<dyn BufRead + '_> = r;
-                encoding::inflated(r, encoding, bytes.len(), self.limits.inflate)
-            });
-        let mut reader = match reader {
-            Ok(r) => r,
-            Err(why) => return sink(cannot(why)),
+        // In memory and not compressed: read in place; otherwise as a stream.
+        let plain = encoding.is_none_or(|e| {
+            e.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("identity") || c.trim().is_empty())
+        });
+        let slice = if plain { bytes.as_slice() } else { None };
+        let mut reader = match slice {
+            Some(_) => None,
+            None => {
+                let reader = bytes
+                    .open()
+                    .map_err(|e| format!("reading the body failed: {e}"))
+                    .and_then(|r| {
+                        let r: Box<dyn BufRead + '_> = r;
+                        encoding::inflated(r, encoding, bytes.len(), self.limits.inflate)
+                    });
+                match reader {
+                    Ok(r) => Some(r),
+                    Err(why) => return sink(cannot(why)),
+                }
+            }
+        };
+        let input = match (slice, reader.as_mut()) {
+            (Some(s), _) => Input::Slice(s),
+            (None, Some(r)) => Input::Reader(&mut **r),
+            (None, None) => unreachable!("a reader where there is no slice"),
         };
         let mut stopped = false;
         let mut named = |n: Named| {
@@ -702,15 +766,15 @@ impl Classify<'_> {
                 Named::Writes { why } => self.touch(
                     api,
                     Access::Write,
-                    Target::literal(&joined(display.iter().map(String::as_str))),
-                    Origin::Body(why),
+                    Target::literal(&joined(display.iter().copied())),
+                    Origin::Body(Place::Json(why)),
                 ),
             };
             let flow = sink(t);
             stopped = flow.is_break();
             flow
         };
-        let extracted = bodies::extract(kind, &mut *reader, cx, &mut named);
+        let extracted = bodies::extract(kind, input, cx, &mut named);
         if stopped {
             return ControlFlow::Break(());
         }
@@ -734,7 +798,7 @@ impl Classify<'_> {
                     sink(self.touch(
                         api,
                         Access::Write,
-                        Target::literal(&joined(display.iter().map(String::as_str))),
+                        Target::literal(&joined(display.iter().copied())),
                         Origin::CannotTell(why.into()),
                     ))
                 }
@@ -750,7 +814,7 @@ impl Classify<'_> {
         kind: BodyKind,
         found: Found<'static>,
         reading: &Reading,
-        params: &[(String, String)],
+        params: &[(Cow<'_, str>, Cow<'_, str>)],
         api: &'static str,
         access: Access,
         api_part: &str,
@@ -797,6 +861,8 @@ impl Classify<'_> {
                         "the console's method {method:?} is not one it sends"
                     )));
                 };
+                // Dashboards' client drops a fragment, as any URL parser does.
+                let path = path.split('#').next().unwrap_or("");
                 let target = format!("/{}", path.trim_start_matches('/'));
                 let (npath, nquery) = match target.split_once('?') {
                     Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -828,7 +894,7 @@ impl Classify<'_> {
                     .segments
                     .iter()
                     .position(|s| *s == Segment::Param("strategy".into()))
-                    .and_then(|p| reading.decoded.get(p).cloned().flatten());
+                    .and_then(|p| reading.decoded(p).map(str::to_string));
                 let value = match self.dashboards_json() {
                     Ok(v) => v,
                     Err(why) => return sink(cannot(why)),

@@ -151,8 +151,10 @@ fn walk_with<'de, R: serde_json::de::Read<'de>>(
 ) -> Result<(), WalkError> {
     let mut halt = None;
     let mut path = Vec::new();
+    let mut spare = Vec::new();
     let seed = Walker {
         path: &mut path,
+        spare: &mut spare,
         visit,
         halt: &mut halt,
     };
@@ -166,6 +168,8 @@ fn walk_with<'de, R: serde_json::de::Read<'de>>(
 
 struct Walker<'a> {
     path: &'a mut Vec<Step>,
+    /// Key buffers of popped steps, reused: no allocation per key.
+    spare: &'a mut Vec<String>,
     visit: &'a mut dyn Visit,
     halt: &'a mut Option<Halt>,
 }
@@ -186,6 +190,7 @@ impl Walker<'_> {
     fn reborrow(&mut self) -> Walker<'_> {
         Walker {
             path: self.path,
+            spare: self.spare,
             visit: self.visit,
             halt: self.halt,
         }
@@ -247,15 +252,44 @@ impl<'de> Visitor<'de> for Walker<'_> {
         let f = self.visit.begin_object(self.path);
         self.flow(f)?;
         let mut n = 0;
-        while let Some(key) = map.next_key::<String>()? {
+        loop {
+            let mut key = self.spare.pop().unwrap_or_default();
+            key.clear();
+            if map.next_key_seed(KeyInto(&mut key))?.is_none() {
+                self.spare.push(key);
+                break;
+            }
             self.path.push(Step::Key(key));
             let walked = map.next_value_seed(self.reborrow());
-            self.path.pop();
+            if let Some(Step::Key(key)) = self.path.pop() {
+                self.spare.push(key);
+            }
             walked?;
             n += 1;
         }
         let f = self.visit.end_object(self.path, n);
         self.flow(f)
+    }
+}
+
+/// Deserializes an object's key into a buffer that is reused.
+struct KeyInto<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for KeyInto<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyInto<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
     }
 }
 

@@ -33,7 +33,6 @@ mod routes;
 mod prop_tests;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -421,13 +420,15 @@ fn shortened(s: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} bytes)", &s[..end], s.len()))
 }
 
+type Applicable<'p> = (Vec<&'p Statement>, Vec<&'p Statement>);
+
 /// Decides touch by touch; the first that fails decides the request.
 struct Judge<'p> {
     policy: &'p Policy,
     principal: Option<&'p str>,
     ip: IpAddr,
-    /// The statements that apply to each action (at most six actions).
-    applicable: HashMap<&'static str, (Vec<&'p Statement>, Vec<&'p Statement>)>,
+    /// The Deny and Allow statements that apply to each of the six actions, found once.
+    applicable: [Option<Applicable<'p>>; 6],
     first: Option<(Option<String>, String)>,
     denied: Option<Decision>,
 }
@@ -438,7 +439,7 @@ impl<'p> Judge<'p> {
             policy,
             principal: req.principal,
             ip: req.client_ip,
-            applicable: HashMap::new(),
+            applicable: Default::default(),
             first: None,
             denied: None,
         }
@@ -461,9 +462,8 @@ impl<'p> Judge<'p> {
             Kind::ReadOnly => {
                 if t.access == Access::Write {
                     let reason = format!(
-                        "{} denied by the read-only policy ({} changes data)",
-                        describe(&t),
-                        t.api
+                        "{} denied by the read-only policy (not a read)",
+                        describe(&t)
                     );
                     return self.deny(&t, reason, "read-only");
                 }
@@ -473,7 +473,11 @@ impl<'p> Judge<'p> {
             }
             Kind::Statements(stmts) => {
                 let (principal, ip) = (self.principal, self.ip);
-                let (denies, allows) = self.applicable.entry(t.action).or_insert_with(|| {
+                let slot = document::ACTIONS
+                    .iter()
+                    .position(|a| *a == t.action)
+                    .unwrap_or_default();
+                let (denies, allows) = self.applicable[slot].get_or_insert_with(|| {
                     stmts
                         .iter()
                         .filter(|s| s.applies(t.action, principal, ip))

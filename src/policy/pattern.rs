@@ -28,6 +28,9 @@ enum GTok {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Glob {
     toks: Vec<GTok>,
+    /// The pattern as bytes, `None` for a byte `*`, when it is ASCII without `?`: then matching
+    /// bytes is matching characters (no ASCII byte is part of another character).
+    ascii: Option<Vec<Option<u8>>>,
 }
 
 impl Glob {
@@ -45,16 +48,30 @@ impl Glob {
             }
             toks.push(t);
         }
-        Glob { toks }
+        let ascii = toks
+            .iter()
+            .map(|t| match t {
+                GTok::Many => Some(None),
+                GTok::Lit(c) if c.is_ascii() => Some(Some(*c as u8)),
+                _ => None,
+            })
+            .collect();
+        Glob { toks, ascii }
     }
 
-    /// Plain IAM wildcard matching of a concrete string.
+    /// Plain IAM wildcard matching of a concrete string (no allocation: it runs for every
+    /// resource of every request).
     pub(crate) fn matches(&self, s: &str) -> bool {
-        let s: Vec<char> = s.chars().collect();
+        if let Some(p) = &self.ascii {
+            return matches_bytes(p, s.as_bytes());
+        }
         let p = &self.toks;
+        // `si` and the star's position are byte offsets at character boundaries.
         let (mut pi, mut si) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
+        let char_at = |i: usize| s[i..].chars().next().unwrap_or_default();
         while si < s.len() {
+            let c = char_at(si);
             if pi < p.len() {
                 match p[pi] {
                     GTok::Many => {
@@ -64,12 +81,12 @@ impl Glob {
                     }
                     GTok::One => {
                         pi += 1;
-                        si += 1;
+                        si += c.len_utf8();
                         continue;
                     }
-                    GTok::Lit(c) if c == s[si] => {
+                    GTok::Lit(l) if l == c => {
                         pi += 1;
-                        si += 1;
+                        si += c.len_utf8();
                         continue;
                     }
                     GTok::Lit(_) => {}
@@ -77,9 +94,10 @@ impl Glob {
             }
             match star {
                 Some((sp, ss)) => {
+                    let next = ss + char_at(ss).len_utf8();
                     pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
+                    si = next;
+                    star = Some((sp, next));
                 }
                 None => return false,
             }
@@ -96,21 +114,27 @@ impl Glob {
             return self.matches(&t.display);
         };
         let g = &self.toks;
+        if ends_clash(g, tt) {
+            return false;
+        }
         let (n, m) = (g.len(), tt.len());
         let w = m + 1;
         // cov[i*w + j]: g[i..] covers tt[j..]
-        let mut cov = vec![false; (n + 1) * w];
-        cov[n * w + m] = true;
-        for i in (0..n).rev() {
-            for j in (0..=m).rev() {
-                cov[i * w + j] = match g[i] {
-                    GTok::Many => cov[(i + 1) * w + j] || (j < m && cov[i * w + j + 1]),
-                    GTok::One => j < m && matches!(tt[j], TTok::Lit(_)) && cov[(i + 1) * w + j + 1],
-                    GTok::Lit(c) => j < m && tt[j] == TTok::Lit(c) && cov[(i + 1) * w + j + 1],
-                };
+        with_table((n + 1) * w, |cov| {
+            cov[n * w + m] = true;
+            for i in (0..n).rev() {
+                for j in (0..=m).rev() {
+                    cov[i * w + j] = match g[i] {
+                        GTok::Many => cov[(i + 1) * w + j] || (j < m && cov[i * w + j + 1]),
+                        GTok::One => {
+                            j < m && matches!(tt[j], TTok::Lit(_)) && cov[(i + 1) * w + j + 1]
+                        }
+                        GTok::Lit(c) => j < m && tt[j] == TTok::Lit(c) && cov[(i + 1) * w + j + 1],
+                    };
+                }
             }
-        }
-        cov[0]
+            cov[0]
+        })
     }
 
     /// Does this pattern match *some* resource `t` can stand for?
@@ -119,43 +143,117 @@ impl Glob {
             return self.matches(&t.display);
         };
         let g = &self.toks;
+        if ends_clash(g, tt) {
+            return false;
+        }
         let (n, m) = (g.len(), tt.len());
         let w = m + 1;
         // ok[i*w + j]: some string is accepted by both g[i..] and tt[j..]
-        let mut ok = vec![false; (n + 1) * w];
-        for i in (0..=n).rev() {
-            for j in (0..=m).rev() {
-                if i == n && j == m {
-                    ok[i * w + j] = true;
-                    continue;
-                }
-                let gi = g.get(i).copied();
-                let tj = tt.get(j).copied();
-                let mut r = false;
-                // epsilon moves
-                if gi == Some(GTok::Many) {
-                    r |= ok[(i + 1) * w + j];
-                }
-                if tj == Some(TTok::Any) {
-                    r |= ok[i * w + j + 1];
-                }
-                // consume one common character
-                if let (Some(gt), Some(tk)) = (gi, tj) {
-                    let ni = if gt == GTok::Many { i } else { i + 1 };
-                    let nj = if tk == TTok::Any { j } else { j + 1 };
-                    let compatible = match (gt, tk) {
-                        (GTok::Lit(a), TTok::Lit(b)) => a == b,
-                        _ => true,
-                    };
-                    if compatible && (ni, nj) != (i, j) {
-                        r |= ok[ni * w + nj];
+        with_table((n + 1) * w, |ok| {
+            for i in (0..=n).rev() {
+                for j in (0..=m).rev() {
+                    if i == n && j == m {
+                        ok[i * w + j] = true;
+                        continue;
                     }
+                    let gi = g.get(i).copied();
+                    let tj = tt.get(j).copied();
+                    let mut r = false;
+                    // epsilon moves
+                    if gi == Some(GTok::Many) {
+                        r |= ok[(i + 1) * w + j];
+                    }
+                    if tj == Some(TTok::Any) {
+                        r |= ok[i * w + j + 1];
+                    }
+                    // consume one common character
+                    if let (Some(gt), Some(tk)) = (gi, tj) {
+                        let ni = if gt == GTok::Many { i } else { i + 1 };
+                        let nj = if tk == TTok::Any { j } else { j + 1 };
+                        let compatible = match (gt, tk) {
+                            (GTok::Lit(a), TTok::Lit(b)) => a == b,
+                            _ => true,
+                        };
+                        if compatible && (ni, nj) != (i, j) {
+                            r |= ok[ni * w + nj];
+                        }
+                    }
+                    ok[i * w + j] = r;
                 }
-                ok[i * w + j] = r;
             }
-        }
-        ok[0]
+            ok[0]
+        })
     }
+}
+
+/// Do the pattern and the target start, or end, with literal text that differs? Then no string
+/// is both (a quick answer for most pairs: `restricted*` and `logs-2026.*/_search`).
+fn ends_clash(g: &[GTok], tt: &[TTok]) -> bool {
+    let lit_g = |t: &GTok| match t {
+        GTok::Lit(c) => Some(*c),
+        _ => None,
+    };
+    let lit_t = |t: &TTok| match t {
+        TTok::Lit(c) => Some(*c),
+        TTok::Any => None,
+    };
+    let differ = |a: Option<char>, b: Option<char>| matches!((a, b), (Some(x), Some(y)) if x != y);
+    let front = g
+        .iter()
+        .map(lit_g)
+        .zip(tt.iter().map(lit_t))
+        .take_while(|(a, b)| a.is_some() && b.is_some())
+        .any(|(a, b)| differ(a, b));
+    let back = g
+        .iter()
+        .rev()
+        .map(lit_g)
+        .zip(tt.iter().rev().map(lit_t))
+        .take_while(|(a, b)| a.is_some() && b.is_some())
+        .any(|(a, b)| differ(a, b));
+    front || back
+}
+
+/// Runs `f` on a zeroed table of `len` flags: on the stack when it is small (it is, for the
+/// patterns and resources of real requests), else on the heap.
+fn with_table(len: usize, f: impl FnOnce(&mut [bool]) -> bool) -> bool {
+    const ON_STACK: usize = 2048;
+    if len <= ON_STACK {
+        let mut table = [false; ON_STACK];
+        f(&mut table[..len])
+    } else {
+        f(&mut vec![false; len])
+    }
+}
+
+/// [`Glob::matches`] on bytes (`None` is `*`).
+fn matches_bytes(p: &[Option<u8>], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(None) => {
+                star = Some((pi, si));
+                pi += 1;
+                continue;
+            }
+            Some(Some(b)) if *b == s[si] => {
+                pi += 1;
+                si += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(Option::is_none)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +276,14 @@ impl Target {
     pub fn literal(s: &str) -> Target {
         Target {
             display: s.to_string(),
+            toks: None,
+        }
+    }
+
+    /// [`Target::literal`] of a string already built.
+    pub fn literal_owned(s: String) -> Target {
+        Target {
+            display: s,
             toks: None,
         }
     }
@@ -319,6 +425,27 @@ mod tests {
 
     fn concrete(t: &str, fill: &str) -> String {
         t.replace('*', fill)
+    }
+
+    /// IAM wildcard matching, by its definition (slow, obviously right).
+    fn reference(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|i| reference(rest, &s[i..])),
+            Some(('?', rest)) => !s.is_empty() && reference(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && reference(rest, &s[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// `matches` is IAM wildcard matching, multi-byte characters included.
+        #[test]
+        fn matching_is_wildcard_matching(pat in "[aé*?]{0,7}|[ab*]{0,7}", s in "[aéb]{0,7}") {
+            let p: Vec<char> = pat.chars().collect();
+            let chars: Vec<char> = s.chars().collect();
+            prop_assert_eq!(Glob::new(&pat).matches(&s), reference(&p, &chars), "{} vs {}", pat, s);
+        }
     }
 
     proptest! {

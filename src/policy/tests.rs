@@ -524,7 +524,7 @@ fn read_only_and_allow_all() {
     let d = decide(&ro, Method::POST, "/_bulk", Some("junk"));
     assert_eq!(
         d.reason(),
-        "es:ESHttpPost on _bulk (bulk, from the path) denied by the read-only policy (bulk changes data)"
+        "es:ESHttpPost on _bulk (bulk, from the path) denied by the read-only policy (not a read)"
     );
     assert!(matches!(&d, Decision::Deny { statement: Some(s), .. } if s == "read-only"));
     let all = Policy::allow_all();

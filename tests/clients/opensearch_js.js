@@ -1,11 +1,15 @@
 // @opensearch-project/opensearch used as a user would, against the proxy at argv[2] with no AWS
 // configuration: create an index, bulk-load, search with a scroll through every page, clear the
 // scroll, count, delete the index. Prints one JSON line with what it saw; exits 1 on failure.
+// `--compress`: with `compression: 'gzip'` (gzip request bodies). `--restricted`: also try to
+// write to `restricted-index`, and say what status came back.
 'use strict';
 const { Client } = require('@opensearch-project/opensearch');
 
-async function main(url) {
-  const client = new Client({ node: url, requestTimeout: 30000 });
+async function main(url, flags) {
+  const options = { node: url, requestTimeout: 30000 };
+  if (flags.includes('--compress')) options.compression = 'gzip';
+  const client = new Client(options);
   const seen = {};
   seen.info = (await client.info()).body.version.distribution;
   await client.indices.create({ index: 'books', body: { settings: { number_of_shards: 1 } } });
@@ -38,12 +42,27 @@ async function main(url) {
   seen.pages = pages;
   seen.count = (await client.count({ index: 'books' })).body.count;
   seen.get = (await client.get({ index: 'books', id: '7' })).body._source.title;
+  if (flags.includes('--restricted')) {
+    const attempts = {
+      restricted_doc: () => client.index({ index: 'restricted-index', id: '1', body: { x: 1 } }),
+      restricted_bulk: () => client.bulk({ body: [{ index: { _index: 'restricted-index' } }, { x: 1 }] }),
+      restricted_search: () => client.search({ index: 'books,restricted-index', body: { query: { match_all: {} } } }),
+    };
+    for (const [name, attempt] of Object.entries(attempts)) {
+      try {
+        await attempt();
+        seen[name] = 'allowed';
+      } catch (err) {
+        seen[name] = err.meta ? err.meta.statusCode : String(err);
+      }
+    }
+  }
   await client.indices.delete({ index: 'books' });
   seen.exists_after_delete = (await client.indices.exists({ index: 'books' })).body;
   console.log(JSON.stringify(seen));
 }
 
-main(process.argv[2]).catch((err) => {
+main(process.argv[2], process.argv.slice(3)).catch((err) => {
   console.error(err && err.meta ? JSON.stringify(err.meta.body) : err);
   console.error(err);
   process.exit(1);

@@ -7,7 +7,8 @@
 //!
 //! Two browser profiles (separate `--user-data-dir`s) each get their own session: the proxy
 //! keeps no cookie jar, so cookies live only in the browser that received them. A screenshot is
-//! kept as `target/test-artifacts/dashboards.png`.
+//! kept as `target/test-artifacts/dashboards.png`. The proxy runs with a policy that denies
+//! restricted indices, which none of this touches.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -214,7 +215,21 @@ async fn dashboards_in_headless_chromium() {
     };
     let up = TestUpstream::start_for("es", creds()).await;
     up.set_handler(dashboards(up.host_name().to_string()));
-    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    // Under a policy that denies restricted indices: Dashboards' pages, bundles, saved objects
+    // and searches on allowed indices pass it.
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        r#"{"Statement":[{"Effect":"Allow","Action":"es:*","Resource":"*"},
+            {"Effect":"Deny","Action":"es:*","Resource":"restricted*"}]}"#,
+    )
+    .unwrap();
+    let proxy = TestProxy::start(
+        &up,
+        &creds(),
+        &["--policy", policy.path().to_str().unwrap()],
+    )
+    .await;
     let url = proxy.url("/_dashboards");
     let profiles = tempfile::tempdir().unwrap();
     let (a, b) = (profiles.path().join("a"), profiles.path().join("b"));

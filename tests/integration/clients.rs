@@ -92,46 +92,85 @@ fn assert_session(name: &str, seen: &[Recorded], fake: &FakeOpenSearch) {
     assert_eq!(fake.open_scrolls(), 0, "{name}: every scroll was cleared");
 }
 
-async fn fake_cluster() -> (TestUpstream, FakeOpenSearch, TestProxy) {
+async fn fake_cluster(proxy_args: &[&str]) -> (TestUpstream, FakeOpenSearch, TestProxy) {
     let up = TestUpstream::start_for("es", creds()).await;
     let fake = FakeOpenSearch::new();
     up.set_handler(fake.handler());
-    let proxy = TestProxy::start(&up, &creds(), &[]).await;
+    let proxy = TestProxy::start(&up, &creds(), proxy_args).await;
     (up, fake, proxy)
 }
 
-#[tokio::test]
-async fn opensearch_py_indexes_bulk_loads_scrolls_and_deletes() {
-    const TEST: &str = "clients::opensearch_py";
-    // The interpreter that has opensearch-py, by its real path (a pyenv shim needs the
-    // developer's environment, which the client does not get).
+/// The interpreter that has opensearch-py, by its real path (a pyenv shim needs the
+/// developer's environment, which the client does not get); `None` (the test skips, or fails
+/// on CI) without it.
+fn python_with_opensearch_py(test: &str) -> Option<PathBuf> {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import opensearchpy, sys; print(sys.executable)"])
         .output();
-    let python = match probe {
-        Ok(out) if out.status.success() => {
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        }
-        _ => {
-            return tools::missing(
-                TEST,
-                "python3 with opensearch-py",
-                "pip install opensearch-py",
-            )
-            .unwrap_or(())
-        }
-    };
-    let (up, fake, proxy) = fake_cluster().await;
+    match probe {
+        Ok(out) if out.status.success() => Some(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )),
+        _ => tools::missing(
+            test,
+            "python3 with opensearch-py",
+            "pip install opensearch-py",
+        ),
+    }
+}
+
+/// Node.js with `tests/clients/node_modules` installed.
+fn node_with_opensearch_js(test: &str) -> Option<PathBuf> {
+    let node = tools::require(test, &["node", "nodejs"], "apt-get install nodejs npm")?;
+    if !clients_dir()
+        .join("node_modules/@opensearch-project/opensearch/package.json")
+        .is_file()
+    {
+        return tools::missing(
+            test,
+            "tests/clients/node_modules/@opensearch-project/opensearch",
+            "npm ci --prefix tests/clients",
+        );
+    }
+    Some(node)
+}
+
+async fn run_py(python: &Path, proxy: &TestProxy, flags: &[&str]) -> serde_json::Value {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(clients_dir().join("opensearch_py.py"))
-        .arg(proxy.url(""));
+        .arg(proxy.url(""))
+        .args(flags);
     bare_env(&mut cmd, home.path());
-    let seen = run_client("opensearch-py", cmd).await;
+    run_client("opensearch-py", cmd).await
+}
+
+async fn run_js(node: &Path, proxy: &TestProxy, flags: &[&str]) -> serde_json::Value {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(node);
+    cmd.arg(clients_dir().join("opensearch_js.js"))
+        .arg(proxy.url(""))
+        .args(flags)
+        .current_dir(clients_dir());
+    bare_env(&mut cmd, home.path());
+    run_client("@opensearch-project/opensearch", cmd).await
+}
+
+const PY_SESSION: &str = r#"{"info":"opensearch","exists":true,"bulk_ok":25,"bulk_errors":[],
+    "scrolled":12,"pages":3,"scan":25,"count":25,"get":"book 7","exists_after_delete":false}"#;
+const JS_SESSION: &str = r#"{"info":"opensearch","exists":true,"bulk_items":25,"bulk_errors":false,
+    "scrolled":12,"pages":3,"count":25,"get":"book 7","exists_after_delete":false}"#;
+
+#[tokio::test]
+async fn opensearch_py_indexes_bulk_loads_scrolls_and_deletes() {
+    let Some(python) = python_with_opensearch_py("clients::opensearch_py") else {
+        return;
+    };
+    let (up, fake, proxy) = fake_cluster(&[]).await;
+    let seen = run_py(&python, &proxy, &[]).await;
     assert_eq!(
         seen,
-        serde_json::json!({"info":"opensearch","exists":true,"bulk_ok":25,"bulk_errors":[],
-            "scrolled":12,"pages":3,"scan":25,"count":25,"get":"book 7","exists_after_delete":false})
+        serde_json::from_str::<serde_json::Value>(PY_SESSION).unwrap()
     );
     assert_session("opensearch-py", &up.requests(), &fake);
     proxy.stop().await;
@@ -139,35 +178,84 @@ async fn opensearch_py_indexes_bulk_loads_scrolls_and_deletes() {
 
 #[tokio::test]
 async fn opensearch_js_indexes_bulk_loads_scrolls_and_deletes() {
-    const TEST: &str = "clients::opensearch_js";
-    let Some(node) = tools::require(TEST, &["node", "nodejs"], "apt-get install nodejs npm") else {
+    let Some(node) = node_with_opensearch_js("clients::opensearch_js") else {
         return;
     };
-    if !clients_dir()
-        .join("node_modules/@opensearch-project/opensearch/package.json")
-        .is_file()
-    {
-        return tools::missing(
-            TEST,
-            "tests/clients/node_modules/@opensearch-project/opensearch",
-            "npm ci --prefix tests/clients",
-        )
-        .unwrap_or(());
-    }
-    let (up, fake, proxy) = fake_cluster().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg(clients_dir().join("opensearch_js.js"))
-        .arg(proxy.url(""))
-        .current_dir(clients_dir());
-    bare_env(&mut cmd, home.path());
-    let seen = run_client("@opensearch-project/opensearch", cmd).await;
+    let (up, fake, proxy) = fake_cluster(&[]).await;
+    let seen = run_js(&node, &proxy, &[]).await;
     assert_eq!(
         seen,
-        serde_json::json!({"info":"opensearch","exists":true,"bulk_items":25,"bulk_errors":false,
-            "scrolled":12,"pages":3,"count":25,"get":"book 7","exists_after_delete":false})
+        serde_json::from_str::<serde_json::Value>(JS_SESSION).unwrap()
     );
     assert_session("opensearch-js", &up.requests(), &fake);
+    proxy.stop().await;
+}
+
+/// A policy that allows everything but `restricted*`: the clients' session works as before with
+/// gzip request bodies (`http_compress=True`, `compression: 'gzip'`), which the policy inflates
+/// to read and the endpoint gets as sent; their writes and searches on restricted-index get
+/// 403 and never reach the endpoint.
+async fn assert_compressed_session_under_policy(
+    name: &str,
+    up: &TestUpstream,
+    fake: &FakeOpenSearch,
+    seen: serde_json::Value,
+    session: &str,
+) {
+    let mut want: serde_json::Value = serde_json::from_str(session).unwrap();
+    for attempt in ["restricted_doc", "restricted_bulk", "restricted_search"] {
+        want[attempt] = serde_json::json!(403);
+    }
+    assert_eq!(seen, want, "{name}");
+    let requests = up.requests();
+    assert_session(name, &requests, fake);
+    let gzip_bulks: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.raw_path == "/_bulk" && r.header("content-encoding") == Some("gzip"))
+        .collect();
+    assert!(
+        !gzip_bulks.is_empty(),
+        "{name}: its bulk reached the endpoint gzip-compressed"
+    );
+    assert!(gzip_bulks
+        .iter()
+        .all(|r| r.verified() && r.body.starts_with(&[0x1f, 0x8b])));
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.path_and_query().contains("restricted")
+                && !String::from_utf8_lossy(&r.body).contains("restricted")),
+        "{name}: nothing on restricted-index reached the endpoint"
+    );
+}
+
+const DENY_RESTRICTED: &str = r#"{"Version":"2012-10-17","Statement":[
+    {"Effect":"Allow","Action":"es:*","Resource":"*"},
+    {"Sid":"DenyRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted*"}]}"#;
+
+#[tokio::test]
+async fn opensearch_py_compressed_under_a_policy() {
+    let Some(python) = python_with_opensearch_py("clients::opensearch_py_compressed") else {
+        return;
+    };
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), DENY_RESTRICTED).unwrap();
+    let (up, fake, proxy) = fake_cluster(&["--policy", policy.path().to_str().unwrap()]).await;
+    let seen = run_py(&python, &proxy, &["--compress", "--restricted"]).await;
+    assert_compressed_session_under_policy("opensearch-py", &up, &fake, seen, PY_SESSION).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn opensearch_js_compressed_under_a_policy() {
+    let Some(node) = node_with_opensearch_js("clients::opensearch_js_compressed") else {
+        return;
+    };
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), DENY_RESTRICTED).unwrap();
+    let (up, fake, proxy) = fake_cluster(&["--policy", policy.path().to_str().unwrap()]).await;
+    let seen = run_js(&node, &proxy, &["--compress", "--restricted"]).await;
+    assert_compressed_session_under_policy("opensearch-js", &up, &fake, seen, JS_SESSION).await;
     proxy.stop().await;
 }
 

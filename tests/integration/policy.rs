@@ -506,16 +506,17 @@ fn an_open_listener_without_auth_refuses_to_start() {
     );
 }
 
-/// README "Policies": every `<!-- policy NAME -->` JSON block is loaded as a policy file, and
-/// every `<!-- request NAME STATUS -->` block (`METHOD PATH` and the body) is sent through a
-/// proxy with that policy; it gets STATUS, a 403 exactly the JSON block after it, a 200 reaches
-/// the endpoint signed.
+/// The policy manual, docs/policy.md: every `<!-- policy NAME -->` JSON block is loaded as a
+/// policy file, and every `<!-- request NAME STATUS -->` block (`METHOD PATH` and the body) is
+/// sent through a proxy with that policy; it gets STATUS, a 403 exactly the JSON block after
+/// it, a 200 reaches the endpoint signed.
 #[tokio::test]
-async fn the_readme_policy_examples_are_what_the_proxy_does() {
-    let readme = docs::read("README.md");
-    let lines: Vec<&str> = readme.lines().collect();
+async fn the_documented_policy_examples_are_what_the_proxy_does() {
+    const DOC: &str = "docs/policy.md";
+    let text = docs::read(DOC);
+    let lines: Vec<&str> = text.lines().collect();
     // The block on the line after `at`.
-    let block_after = |at: usize| docs::block_at("README.md", &lines, at + 1);
+    let block_after = |at: usize| docs::block_at(DOC, &lines, at + 1);
     let mut policies: Vec<(String, TempFile)> = Vec::new();
     let mut requests = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -549,8 +550,8 @@ async fn the_readme_policy_examples_are_what_the_proxy_does() {
             _ => {}
         }
     }
-    assert_eq!(policies.len(), 2, "README shows two example policies");
-    assert!(requests.len() >= 6, "README shows the example requests");
+    assert!(policies.len() >= 2, "{DOC} shows the example policies");
+    assert!(requests.len() >= 8, "{DOC} shows the example requests");
     let up = upstream().await;
     for (name, file) in &policies {
         let proxy = TestProxy::start(&up, &creds(), &["--policy", file.path()]).await;
@@ -571,23 +572,75 @@ async fn the_readme_policy_examples_are_what_the_proxy_does() {
                 body,
             )
             .await;
-            assert_eq!(resp.status, *status, "README.md:{line}: {}", resp.text());
+            assert_eq!(resp.status, *status, "{DOC}:{line}: {}", resp.text());
             match expected {
                 Some(json) => {
-                    assert_eq!(resp.text(), json.trim(), "README.md:{line}");
-                    assert_eq!(
-                        up.request_count(),
-                        seen,
-                        "README.md:{line}: nothing forwarded"
-                    );
+                    assert_eq!(resp.text(), json.trim(), "{DOC}:{line}");
+                    assert_eq!(up.request_count(), seen, "{DOC}:{line}: nothing forwarded");
                 }
                 None => {
-                    assert_eq!(up.request_count(), seen + 1, "README.md:{line}");
+                    assert_eq!(up.request_count(), seen + 1, "{DOC}:{line}");
                     assert!(up.last_request().unwrap().verified());
                 }
             }
         }
         proxy.stop().await;
+    }
+}
+
+/// docs/policy.md's `<!-- transcript -->` blocks: the `$ …` line runs in bash, in a directory
+/// holding the page's policies as `NAME.json`, with the binary first on the PATH; what it prints
+/// is the rest of the block, exactly.
+#[test]
+fn the_documented_policy_commands_print_what_the_page_shows() {
+    const DOC: &str = "docs/policy.md";
+    let text = docs::read(DOC);
+    let lines: Vec<&str> = text.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut transcripts = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix("<!-- policy ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            let (json, _) = docs::block_at(DOC, &lines, i + 1);
+            std::fs::write(dir.path().join(format!("{name}.json")), json).unwrap();
+        }
+        if line.trim() == "<!-- transcript -->" {
+            transcripts.push((i + 1, docs::block_at(DOC, &lines, i + 1).0));
+        }
+    }
+    assert!(transcripts.len() >= 2, "{DOC} shows explain and check");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sigv4-proxy"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (line, block) in transcripts {
+        let (command, expected) = block.split_once('\n').unwrap();
+        let command = command.strip_prefix("$ ").expect("a `$ ` command line");
+        let out = std::process::Command::new("bash")
+            .args(["-c", command])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{DOC}:{line}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            expected,
+            "{DOC}:{line}"
+        );
     }
 }
 
@@ -646,4 +699,133 @@ async fn policy_decisions_are_logged_with_statement_and_resource() {
         .find(|l| l.contains("path=/restricted-index/_doc/7") && l.contains("status=403"))
         .unwrap_or_else(|| panic!("no access line for the denied request:\n{log}"));
     assert!(access.contains("deny (DenyRestricted)"), "{access}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The policy fails closed through the running proxy: a request from each way in that the
+/// attack review found gets 403 naming the API and what decided, and nothing of it reaches the
+/// endpoint; the same APIs on allowed indices reach it signed, a compressed bulk as it was sent.
+#[tokio::test]
+async fn the_policy_fails_closed_and_harmless_requests_pass() {
+    let policy = TempFile::new(
+        "closed.json",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Sid":"LogsAndApis","Effect":"Allow","Action":"es:*","Resource":["logs-*","_*"]},
+            {"Sid":"DenyRestricted","Effect":"Deny","Action":"es:*","Resource":"restricted*"}]}"#,
+    );
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--policy", policy.path()]).await;
+    let json = [("content-type", "application/json")];
+    let bulk_restricted = "{\"index\":{\"_index\":\"restricted-index\"}}\n{}\n";
+    for (method, target, body, mentions) in [
+        ("POST", "/_foo,restricted-index/_bulk?ignore_unavailable=true", "{\"index\":{}}\n{}\n", "(bulk, from the path)"),
+        ("POST", "/logs-1/doc/_bulk", bulk_restricted, "(bulk, from the body, line 1)"),
+        ("GET", "/_search?index=restricted-index", "", "from the `index` query parameter"),
+        ("PUT", "/logs-1/_alias/logs-innocent", "{\"index\":\"restricted-index\"}", "(indices.put_alias, from the body, index)"),
+        ("PUT", "/_plugins/_ism/policies/p", "{\"policy\":{\"ism_template\":[{\"index_patterns\":[\"restricted*\"]}]}}", "(ism.put_policy, from the body"),
+        ("GET", "//_search", "", "an empty index list"),
+        ("POST", "/_dashboards/api/console/proxy?path=%2Frestricted-index%2F_search&method=GET", "", "in the console's GET /restricted-index/_search"),
+        ("POST", "/_dashboards/internal/search/opensearch", "{\"params\":{\"index\":\"restricted-index\"}}", "in Dashboards' search"),
+        ("GET", "/_plugin/kibana/elasticsearch/restricted-index/_search", "", "in Kibana's GET"),
+        ("POST", "/_plugins/_unheard_of", "{}", "cannot tell which indices, so all"),
+        ("POST", "/logs-1/_search", "{\"query\":{\"terms\":{\"u\":{\"index\":\"restricted-index\",\"id\":\"1\",\"path\":\"f\"}}}}", "from the body, query.terms.u.index"),
+    ] {
+        let resp = send(proxy.addr(), method, target, &json, body.to_string()).await;
+        assert_denied(&resp, mentions);
+    }
+    let gz = Bytes::from(gzip(bulk_restricted.as_bytes()));
+    let resp = send(
+        proxy.addr(),
+        "POST",
+        "/_bulk",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+        gz,
+    )
+    .await;
+    assert_denied(&resp, "restricted-index/_doc (bulk, from the body, line 1)");
+    assert_eq!(up.request_count(), 0, "nothing denied reached the endpoint");
+
+    let bulk_fine = gzip(b"{\"index\":{\"_index\":\"logs-1\",\"_id\":\"1\"}}\n{\"msg\":\"x\"}\n");
+    let resp = send(
+        proxy.addr(),
+        "POST",
+        "/_bulk",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+        Bytes::from(bulk_fine.clone()),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent = up.last_request().unwrap();
+    assert!(sent.verified());
+    assert_eq!(sent.body, bulk_fine, "the compressed body went on as sent");
+    assert_eq!(sent.header("content-encoding"), Some("gzip"));
+    for (method, target, body) in [
+        (
+            "POST",
+            "/logs-1/_search",
+            "{\"query\":{\"match\":{\"index\":\"a field named index\"}}}",
+        ),
+        ("GET", "/logs-*/_search?q=x", ""),
+        (
+            "POST",
+            "/_search/scroll",
+            "{\"scroll\":\"1m\",\"scroll_id\":\"abc\"}",
+        ),
+        ("DELETE", "/_search/scroll", "{\"scroll_id\":\"abc\"}"),
+        (
+            "POST",
+            "/_dashboards/internal/search/opensearch",
+            "{\"params\":{\"index\":\"logs-*\",\"body\":{}}}",
+        ),
+        ("POST", "/_plugins/_ism/add/logs-1", "{\"policy_id\":\"p\"}"),
+        ("GET", "/_cluster/health", ""),
+    ] {
+        let resp = send(proxy.addr(), method, target, &json, body.to_string()).await;
+        assert_eq!(resp.status, 200, "{method} {target}: {}", resp.text());
+    }
+    assert!(up.requests().iter().all(|r| r.verified()));
+    proxy.stop().await;
+}
+
+/// `--read-only`: clearing every client's scrolls or points in time is a write; clearing one's
+/// own is not.
+#[tokio::test]
+async fn read_only_refuses_to_clear_every_scroll() {
+    let up = upstream().await;
+    let proxy = TestProxy::start(&up, &creds(), &["--read-only"]).await;
+    let json = [("content-type", "application/json")];
+    for (target, body) in [
+        ("/_search/scroll", "{\"scroll_id\":\"_all\"}"),
+        ("/_search/scroll", "{\"scroll_id\":[\"a\",\"_all\"]}"),
+        ("/_search/scroll?scroll_id=_all", ""),
+        ("/_search/scroll/a,_all", ""),
+        ("/_search/point_in_time", "{\"pit_id\":[\"_all\"]}"),
+        ("/_search/point_in_time/_all", ""),
+    ] {
+        let resp = send(proxy.addr(), "DELETE", target, &json, body.to_string()).await;
+        assert_denied(&resp, "denied by the read-only policy");
+    }
+    assert_eq!(up.request_count(), 0);
+    let resp = send(
+        proxy.addr(),
+        "DELETE",
+        "/_search/scroll",
+        &json,
+        "{\"scroll_id\":[\"a\"]}".to_string(),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    proxy.stop().await;
 }

@@ -86,10 +86,20 @@ impl FakeOpenSearch {
             form_urlencoded::parse(req.raw_query.as_deref().unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
-        let body: Value = if req.body.is_empty() {
+        // As OpenSearch's HTTP layer does, a gzip or deflate body is inflated first.
+        let raw = match inflated(req) {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Reply::json(
+                    400,
+                    &json!({"error": format!("bad compressed body: {e}"), "status": 400}),
+                )
+            }
+        };
+        let body: Value = if raw.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&req.body).unwrap_or(Value::Null)
+            serde_json::from_slice(&raw).unwrap_or(Value::Null)
         };
         let segments: Vec<String> = req
             .raw_path
@@ -114,8 +124,8 @@ impl FakeOpenSearch {
                 &json!({"cluster_name":"123456789012:logs","status":"green","number_of_nodes":1}),
             ),
             ("GET", ["_cat", "indices"]) => cat_indices(&st, &query),
-            ("POST" | "PUT", ["_bulk"]) => bulk(&mut st, None, &req.body),
-            ("POST" | "PUT", [index, "_bulk"]) => bulk(&mut st, Some(index), &req.body),
+            ("POST" | "PUT", ["_bulk"]) => bulk(&mut st, None, &raw),
+            ("POST" | "PUT", [index, "_bulk"]) => bulk(&mut st, Some(index), &raw),
             ("GET" | "POST", ["_search", "scroll"]) => {
                 let id = body["scroll_id"]
                     .as_str()
@@ -256,6 +266,27 @@ fn put_doc(st: &mut State, index: &str, id: Option<String>, source: Value) -> (S
     let docs = &mut st.indices.entry(index.to_string()).or_default().docs;
     let created = docs.insert(id.clone(), (seq, source)).is_none();
     (id, created)
+}
+
+/// The request body, inflated when its `Content-Encoding` is gzip or deflate.
+fn inflated(req: &Recorded) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let encoding = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let mut out = Vec::new();
+    match encoding.as_deref().map(str::trim) {
+        Some("gzip") => {
+            flate2::read::MultiGzDecoder::new(&req.body[..]).read_to_end(&mut out)?;
+        }
+        Some("deflate") => {
+            flate2::read::ZlibDecoder::new(&req.body[..]).read_to_end(&mut out)?;
+        }
+        _ => out = req.body.to_vec(),
+    }
+    Ok(out)
 }
 
 fn bulk(st: &mut State, default_index: Option<&str>, body: &[u8]) -> Reply {
