@@ -404,6 +404,22 @@ impl SpooledBody {
         }
     }
 
+    /// A spilled body's file mapped into memory, read-only (`None` for a body in memory, or
+    /// when the file cannot be mapped): the policy reads it in place instead of copying it out.
+    /// A blocking call (the pages are read in at once).
+    pub fn mapped(&self) -> Option<memmap2::Mmap> {
+        let Storage::File(file) = &self.storage else {
+            return None;
+        };
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: a mapping is undefined behaviour if the file changes under it. This one is the
+        // proxy's own temporary file: unlinked when created (no other process can open it),
+        // complete (its writer finished before the body existed), and never written again.
+        unsafe { memmap2::MmapOptions::new().populate().map(&***file) }.ok()
+    }
+
     /// A blocking reader over the whole body (for the policy's body parsers; call it from a
     /// blocking context when the body is spilled).
     pub fn reader(&self) -> Box<dyn BufRead + Send> {

@@ -368,12 +368,20 @@ impl Proxy {
                 let owned = OwnedFacts::from(&facts);
                 let (policy, whole) = (policy.clone(), whole.clone());
                 tokio::task::spawn_blocking(move || {
-                    policy.decide(&plan, &owned.facts(), Some(&PolicyBody(&whole)))
+                    let body = PolicyBody {
+                        body: &whole,
+                        mapped: whole.mapped(),
+                    };
+                    policy.decide(&plan, &owned.facts(), Some(&body))
                 })
                 .await
                 .map_err(|e| ProxyError::Internal(format!("policy task failed: {e}")))?
             } else {
-                policy.decide(&plan, &facts, Some(&PolicyBody(whole)))
+                let body = PolicyBody {
+                    body: whole,
+                    mapped: None,
+                };
+                policy.decide(&plan, &facts, Some(&body))
             };
             enforce(decision, notes)?;
         }
@@ -734,17 +742,24 @@ async fn authenticate(
 const INLINE_POLICY_BODY: u64 = 64 * 1024;
 
 /// A request body as the policy reads it (from memory or its spill file, as often as needed).
-struct PolicyBody<'a>(&'a SpooledBody);
+struct PolicyBody<'a> {
+    body: &'a SpooledBody,
+    /// The spill file mapped, when it is one.
+    mapped: Option<memmap2::Mmap>,
+}
 
 impl BodySource for PolicyBody<'_> {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.body.len()
     }
     fn open(&self) -> std::io::Result<Box<dyn std::io::BufRead + Send + '_>> {
-        Ok(self.0.reader())
+        Ok(match &self.mapped {
+            Some(m) => Box::new(&m[..]),
+            None => self.body.reader(),
+        })
     }
     fn as_slice(&self) -> Option<&[u8]> {
-        self.0.as_contiguous()
+        self.mapped.as_deref().or_else(|| self.body.as_contiguous())
     }
 }
 

@@ -62,6 +62,7 @@ pub(crate) struct Context<'a> {
     pub(crate) defaults: &'a [Target],
     /// The API part of the request's resources (`_search`, `_plugins/_ism/add`).
     pub(crate) api: &'a str,
+    pub(crate) same_for_any_id: super::classify::SameForAnyId<'a>,
 }
 
 /// A body to read: in memory, or a stream (a spilled or compressed one).
@@ -166,58 +167,68 @@ fn bad(place: &str, e: BadName) -> Halt {
 // NDJSON: _bulk, _msearch
 // ---------------------------------------------------------------------------
 
-struct Lines<'a> {
-    r: &'a mut dyn BufRead,
-    line: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn new(r: &'a mut dyn BufRead) -> Self {
-        Lines { r, line: 0 }
-    }
-
-    /// Reads the next line (without its `\n`) into `buf`, or discards it when `buf` is
-    /// `None`. Returns the 1-based line number, `None` at the end.
-    fn next(&mut self, mut buf: Option<&mut Vec<u8>>) -> Result<Option<usize>, Halt> {
-        if let Some(b) = buf.as_deref_mut() {
-            b.clear();
+/// Splits a body into lines at `\n`, as OpenSearch does, numbered from 1. `f` gets each line
+/// it asked for (its answer: whether it wants the next one) and `None` for the others, which
+/// are never gathered (a document line can be any length). A wanted line is read in place when
+/// it lies within the reader's buffer (all of them, for a body in memory), else gathered, up to
+/// [`MAX_META_LINE`] bytes.
+fn each_line(
+    r: &mut dyn BufRead,
+    mut f: impl FnMut(usize, Option<&[u8]>) -> Result<bool, Halt>,
+) -> Flow {
+    let too_long =
+        |n: usize| Halt::Invalid(format!("line {n} is longer than {MAX_META_LINE} bytes"));
+    let mut wanted = true;
+    // The start of a wanted line that began in an earlier buffer.
+    let mut gathered: Vec<u8> = Vec::new();
+    // Part of the current line has been read.
+    let mut open = false;
+    let mut n = 0;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Halt::Invalid(format!("reading the body failed: {e}"))),
+        };
+        if chunk.is_empty() {
+            break;
         }
-        let mut got_any = false;
-        loop {
-            let avail = match self.r.fill_buf() {
-                Ok(a) => a,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Halt::Invalid(format!("reading the body failed: {e}"))),
-            };
-            if avail.is_empty() {
-                if !got_any {
-                    return Ok(None);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            n += 1;
+            let line = &chunk[start..end];
+            let line = match (wanted, open) {
+                (false, _) => None,
+                (true, false) => Some(line),
+                (true, true) => {
+                    gathered.extend_from_slice(line);
+                    Some(&gathered[..])
                 }
-                break;
-            }
-            got_any = true;
-            let (take, done) = match memchr::memchr(b'\n', avail) {
-                Some(i) => (i, true),
-                None => (avail.len(), false),
             };
-            if let Some(b) = buf.as_deref_mut() {
-                if b.len() + take > MAX_META_LINE {
-                    return Err(Halt::Invalid(format!(
-                        "line {} is longer than {MAX_META_LINE} bytes",
-                        self.line + 1
-                    )));
-                }
-                b.extend_from_slice(&avail[..take]);
+            if line.is_some_and(|l| l.len() > MAX_META_LINE) {
+                return Err(too_long(n));
             }
-            let consumed = if done { take + 1 } else { take };
-            self.r.consume(consumed);
-            if done {
-                break;
-            }
+            wanted = f(n, line)?;
+            gathered.clear();
+            open = false;
+            start = end + 1;
         }
-        self.line += 1;
-        Ok(Some(self.line))
+        if start < chunk.len() {
+            if wanted {
+                if gathered.len() + chunk.len() - start > MAX_META_LINE {
+                    return Err(too_long(n + 1));
+                }
+                gathered.extend_from_slice(&chunk[start..]);
+            }
+            open = true;
+        }
+        let read = chunk.len();
+        r.consume(read);
     }
+    if open {
+        f(n + 1, wanted.then_some(&gathered[..]))?;
+    }
+    Ok(())
 }
 
 fn is_blank(b: &[u8]) -> bool {
@@ -289,26 +300,28 @@ struct Action<'a> {
     id: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Reads an action line: its common shape without serde ([`simple_action`]), anything else
-/// with serde_json (which also says what is wrong).
-fn action(line: &[u8]) -> Result<Action<'_>, String> {
-    if let Some(a) = simple_action(line) {
-        return Ok(a);
+/// Reads an action line: its common shape without serde ([`simple_action`], which also says
+/// where its id is), anything else with serde_json (which also says what is wrong).
+fn action(line: &[u8]) -> Result<(Action<'_>, Option<Option<IdSpan>>), String> {
+    if let Some((a, id)) = simple_action(line) {
+        return Ok((a, Some(id)));
     }
     let l: BulkLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    Ok(Action {
+    let action = Action {
         op: l.op,
         index: l.meta.index,
         id: l.meta.id.map(|i| i.0),
-    })
+    };
+    Ok((action, None))
 }
 
 /// The common shape of an action line, `{"index":{"_index":"logs","_id":"1"}}`, read without
 /// serde (most of a bulk's parsing time): one operation, flat members, strings without escapes,
 /// ids that are strings or plain digits. Anything else is `None` and goes to serde_json, so a
-/// line reads the same either way (`tests::simple_actions_read_as_serde_reads_them`).
-fn simple_action(line: &[u8]) -> Option<Action<'_>> {
-    let mut p = Scan { s: line, i: 0 };
+/// line reads the same either way (`tests::simple_actions_read_as_serde_reads_them`). With
+/// the action, where its id's value is.
+fn simple_action(line: &[u8]) -> Option<(Action<'_>, Option<IdSpan>)> {
+    let mut p = Scan::new(line, 0)?;
     p.ws();
     p.byte(b'{')?;
     p.ws();
@@ -324,25 +337,10 @@ fn simple_action(line: &[u8]) -> Option<Action<'_>> {
     p.ws();
     p.byte(b'{')?;
     p.ws();
-    let (mut index, mut id) = (None, None);
+    let mut m = Members::default();
     if p.peek() != Some(b'}') {
         loop {
-            let key = p.string()?;
-            p.ws();
-            p.byte(b':')?;
-            p.ws();
-            match key {
-                "_index" if index.is_none() => index = Some(p.string()?),
-                "_id" if id.is_none() => {
-                    id = Some(if p.peek() == Some(b'"') {
-                        p.string()?
-                    } else {
-                        p.digits()?
-                    })
-                }
-                "_index" | "_id" => return None,
-                _ => p.scalar()?,
-            }
+            p.member(&mut m)?;
             p.ws();
             if p.peek() != Some(b',') {
                 break;
@@ -355,20 +353,98 @@ fn simple_action(line: &[u8]) -> Option<Action<'_>> {
     p.ws();
     p.byte(b'}')?;
     p.ws();
-    (p.i == line.len()).then_some(Action {
+    (p.i == line.len()).then_some(())?;
+    let action = Action {
         op,
-        index: index.map(std::borrow::Cow::Borrowed),
-        id: id.map(std::borrow::Cow::Borrowed),
-    })
+        index: m.index.map(std::borrow::Cow::Borrowed),
+        id: m.id.map(std::borrow::Cow::Borrowed),
+    };
+    Some((action, m.id_span))
+}
+
+/// Where a simple action line's id value is: `"7"` with its quotes, or the digits of `7`.
+#[derive(Clone, Copy, Debug)]
+struct IdSpan {
+    start: usize,
+    end: usize,
+    quoted: bool,
+}
+
+/// The members of an action line's object that [`simple_action`] keeps.
+#[derive(Default)]
+struct Members<'a> {
+    index: Option<&'a str>,
+    id: Option<&'a str>,
+    id_span: Option<IdSpan>,
+}
+
+/// The length of a string's text (after its opening quote) up to its closing quote, when it
+/// has no escapes or control characters.
+fn string_len(s: &[u8]) -> Option<usize> {
+    let len = s
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (s[len] == b'"').then_some(len)
+}
+
+/// The length of the digits `s` starts with, when they are a non-negative integer without
+/// leading zeros that serde_json prints the same (at most 18 digits).
+fn digits_len(s: &[u8]) -> Option<usize> {
+    let len = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    (len > 0 && len <= 18 && (len == 1 || s[0] != b'0')).then_some(len)
 }
 
 /// A cursor over one line for [`simple_action`].
 struct Scan<'a> {
     s: &'a [u8],
     i: usize,
+    /// The line from where the scan started, as UTF-8.
+    text: &'a str,
+    start: usize,
 }
 
 impl<'a> Scan<'a> {
+    /// A scan of `line` from `start`, which must be UTF-8 from there (checked once: strings
+    /// end at ASCII quotes, which are character boundaries, so every string read is a slice
+    /// of it).
+    fn new(line: &'a [u8], start: usize) -> Option<Scan<'a>> {
+        let text = std::str::from_utf8(line.get(start..)?).ok()?;
+        Some(Scan {
+            s: line,
+            i: start,
+            text,
+            start,
+        })
+    }
+    fn text(&self, from: usize, to: usize) -> Option<&'a str> {
+        self.text.get(from - self.start..to - self.start)
+    }
+    /// One `"key": value` member of an action's object.
+    fn member(&mut self, m: &mut Members<'a>) -> Option<()> {
+        let key = self.string()?;
+        self.ws();
+        self.byte(b':')?;
+        self.ws();
+        match key {
+            "_index" if m.index.is_none() => m.index = Some(self.string()?),
+            "_id" if m.id.is_none() => {
+                let (start, quoted) = (self.i, self.peek() == Some(b'"'));
+                m.id = Some(if quoted {
+                    self.string()?
+                } else {
+                    self.digits()?
+                });
+                m.id_span = Some(IdSpan {
+                    start,
+                    end: self.i,
+                    quoted,
+                });
+            }
+            "_index" | "_id" => return None,
+            _ => self.scalar()?,
+        }
+        Some(())
+    }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
@@ -384,27 +460,16 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.byte(b'"')?;
         let start = self.i;
-        let len = self.s[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if self.s[start + len] != b'"' {
-            return None;
-        }
+        let len = string_len(&self.s[start..])?;
         self.i = start + len + 1;
-        std::str::from_utf8(&self.s[start..start + len]).ok()
+        self.text(start, start + len)
     }
     /// A non-negative integer without leading zeros (its text is what serde_json prints).
     fn digits(&mut self) -> Option<&'a str> {
         let start = self.i;
-        let len = self.s[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if len == 0 || len > 18 || (len > 1 && self.s[start] == b'0') {
-            return None;
-        }
+        let len = digits_len(&self.s[start..])?;
         self.i += len;
-        std::str::from_utf8(&self.s[start..self.i]).ok()
+        self.text(start, self.i)
     }
     /// A member value that is neither object nor array: a string, `true`, `false`, `null`,
     /// or a JSON number.
@@ -504,31 +569,37 @@ fn plain_name(name: &str) -> bool {
 /// `_bulk`: every action line's `_index` (or the path's index), paired with its document line
 /// the way OpenSearch pairs them (the line after `index`, `create` or `update` is its
 /// document, whatever it holds; blank lines are skipped only where an action is expected).
+///
+/// Where the sink says the verdict does not depend on the document id
+/// ([`Context::same_for_any_id`]), the lines after a told one that are its bytes with another
+/// id ([`Told::alike`]) are not told again: most bulks are one run of such lines, read at
+/// little more than the speed of finding their ends.
 fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
-    let mut lines = Lines::new(r);
-    let mut buf = Vec::new();
     let mut suffix = String::new();
-    while let Some(n) = lines.next(Some(&mut buf))? {
-        if is_blank(&buf) {
-            continue;
+    let mut told: Option<Told> = None;
+    each_line(r, |n, bytes| {
+        let Some(bytes) = bytes else {
+            // A document: an action comes next.
+            return Ok(true);
+        };
+        if is_blank(bytes) {
+            return Ok(true);
         }
-        let line = action(&buf).map_err(|e| Halt::Invalid(format!("line {n}: {e}")))?;
+        if let Some(t) = told.as_ref().filter(|t| t.any_id && t.alike(bytes)) {
+            return Ok(t.op == BulkOp::Delete);
+        }
+        let (line, shape) = action(bytes).map_err(|e| Halt::Invalid(format!("line {n}: {e}")))?;
         suffix.clear();
-        match (line.op, &line.id) {
-            (BulkOp::Index | BulkOp::Delete, Some(id)) => {
-                suffix.push_str("/_doc/");
-                suffix.push_str(id);
-            }
-            (BulkOp::Create, Some(id)) => {
-                suffix.push_str("/_create/");
-                suffix.push_str(id);
-            }
-            (BulkOp::Update, Some(id)) => {
-                suffix.push_str("/_update/");
-                suffix.push_str(id);
-            }
-            (BulkOp::Update, None) => suffix.push_str("/_update"),
-            _ => suffix.push_str("/_doc"),
+        suffix.push_str(match (line.op, line.id.is_some()) {
+            (BulkOp::Index | BulkOp::Delete, true) => "/_doc/",
+            (BulkOp::Create, true) => "/_create/",
+            (BulkOp::Update, true) => "/_update/",
+            (BulkOp::Update, false) => "/_update",
+            (BulkOp::Index | BulkOp::Create | BulkOp::Delete, false) => "/_doc",
+        });
+        let before_id = suffix.len();
+        if let Some(id) = &line.id {
+            suffix.push_str(id);
         }
         match line.index.as_deref() {
             Some(name) if plain_name(name) => {
@@ -572,11 +643,76 @@ fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
                 )))
             }
         }
-        if line.op != BulkOp::Delete && lines.next(None)?.is_none() {
-            break;
+        told = match (cx.same_for_any_id, shape, line.index.as_deref()) {
+            (Some(same), Some(id), Some(name)) if plain_name(name) => {
+                let any_id = match &told {
+                    // The same run, with ids that matter: asked already.
+                    Some(t)
+                        if t.op == line.op && t.index == name && t.id.is_some() == id.is_some() =>
+                    {
+                        t.any_id
+                    }
+                    // Without an id, a line alike is the same line.
+                    _ => id.is_none() || same(&format!("{name}{}", &suffix[..before_id])),
+                };
+                Some(Told {
+                    line: bytes.to_vec(),
+                    op: line.op,
+                    index: name.to_string(),
+                    id,
+                    any_id,
+                })
+            }
+            _ => None,
+        };
+        // After a delete comes an action; after the others, their document, not read.
+        Ok(line.op == BulkOp::Delete)
+    })
+}
+
+/// The last bulk line told (a simple one, into one index), for the lines after it that get
+/// its verdict.
+struct Told {
+    line: Vec<u8>,
+    op: BulkOp,
+    index: String,
+    id: Option<IdSpan>,
+    /// The verdict is the same whatever the id.
+    any_id: bool,
+}
+
+impl Told {
+    /// Whether `line` is this line with another id of the same form (quoted, or digits): then
+    /// [`simple_action`] reads it as it read this one (it scans left to right, and the id
+    /// ends where this one's did), with that id: the same operation, index and members.
+    fn alike(&self, line: &[u8]) -> bool {
+        let Some(id) = self.id else {
+            return line == self.line;
+        };
+        let (head, tail) = (&self.line[..id.start], &self.line[id.end..]);
+        let Some(tail_at) = line.len().checked_sub(tail.len()) else {
+            return false;
+        };
+        // (The tail is a few bytes: compared in place, not by a call.)
+        if tail_at < id.start || !line.starts_with(head) || !line[tail_at..].iter().eq(tail) {
+            return false;
         }
+        let value = &line[id.start..tail_at];
+        if !id.quoted {
+            // (A tail never starts with a digit: the digits of this line's id ended there.)
+            return digits_len(value) == Some(value.len());
+        }
+        let Some(text) = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+        else {
+            return false;
+        };
+        // Most ids are ASCII without escapes, which one pass tells.
+        text.iter()
+            .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+            || (string_len(&value[1..]) == Some(text.len()) && std::str::from_utf8(text).is_ok())
     }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -619,19 +755,42 @@ fn msearch(r: &mut dyn BufRead, cx: &Context<'_>, template: bool, sink: Sink<'_>
     } else {
         cx.defaults
     };
-    let mut lines = Lines::new(r);
-    let mut buf = Vec::new();
-    let mut first = true;
-    while let Some(n) = lines.next(Some(&mut buf))? {
+    let kind = if template {
+        BodyKind::SearchTemplate
+    } else {
+        BodyKind::Search
+    };
+    // Header and search lines alternate.
+    let mut header = true;
+    each_line(r, |n, line| {
+        let line = line.unwrap_or_default();
+        let is_header = header;
+        header = !header;
+        if !is_header {
+            // The search line: its query may look up documents in other indices.
+            if !template && !may_look_up(line) {
+                return Ok(true);
+            }
+            let mut v = Walk::new(kind, cx, &mut *sink);
+            v.place_prefix = format!("line {n}");
+            return match json::walk_slice(line, &mut v) {
+                Ok(()) => v.finish().map(|()| true),
+                Err(json::WalkError::Halt(h)) => Err(h),
+                Err(json::WalkError::Syntax(e)) => {
+                    Err(Halt::Invalid(format!("line {n} is not JSON: {e}")))
+                }
+            };
+        }
         // OpenSearch skips one empty line at the very start of the body only.
-        if std::mem::take(&mut first) && buf.is_empty() {
-            continue;
+        if n == 1 && line.is_empty() {
+            header = true;
+            return Ok(true);
         }
         let place = format!("line {n}");
         let mut targets = Vec::new();
-        if !is_blank(&buf) {
+        if !is_blank(line) {
             let h: MsearchHeader =
-                serde_json::from_slice(&buf).map_err(|e| Halt::Invalid(format!("{place}: {e}")))?;
+                serde_json::from_slice(line).map_err(|e| Halt::Invalid(format!("{place}: {e}")))?;
             for list in h.index.iter().chain(&h.indices) {
                 targets.extend(list.targets().map_err(|e| bad(&place, e))?);
             }
@@ -648,29 +807,8 @@ fn msearch(r: &mut dyn BufRead, cx: &Context<'_>, template: bool, sink: Sink<'_>
                 },
             )?;
         }
-        // The search line: its query may look up documents in other indices.
-        let Some(n) = lines.next(Some(&mut buf))? else {
-            break;
-        };
-        if !template && !may_look_up(&buf) {
-            continue;
-        }
-        let kind = if template {
-            BodyKind::SearchTemplate
-        } else {
-            BodyKind::Search
-        };
-        let mut v = Walk::new(kind, cx, &mut *sink);
-        v.place_prefix = format!("line {n}");
-        match json::walk_slice(&buf, &mut v) {
-            Ok(()) => v.finish()?,
-            Err(json::WalkError::Halt(h)) => return Err(h),
-            Err(json::WalkError::Syntax(e)) => {
-                return Err(Halt::Invalid(format!("line {n} is not JSON: {e}")))
-            }
-        }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1357,6 +1495,7 @@ mod tests {
         let cx = Context {
             defaults: &defaults,
             api,
+            same_for_any_id: None,
         };
         let shown = |n: Named| match n {
             Named::Target { target, place } => format!("{target} @ {place}"),
@@ -1453,6 +1592,49 @@ mod tests {
         (key, "[ \t]{0,2}", value).prop_map(|(k, w, v)| format!("{k}{w}:{w}{v}"))
     }
 
+    /// Ids, well and badly formed, quoted or not.
+    fn id_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\"[a-z0-9 ._é\\\\\"\u{1}-]{0,6}\"",
+            "[0-9]{1,20}",
+            "0[0-9]{0,3}",
+            "[0-9a-z\"]{0,4}",
+        ]
+    }
+
+    /// Simple action lines with an id, the id anywhere among the members.
+    fn line_with_id() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            "\"[a-z0-9 ._é-]{0,6}\"",
+            "[1-9][0-9]{0,4}",
+            Just("true".to_string()),
+        ];
+        (
+            prop_oneof![
+                Just("index"),
+                Just("create"),
+                Just("update"),
+                Just("delete")
+            ],
+            prop::option::of("\"[a-z0-9é-]{1,6}\""),
+            prop::option::of(value),
+            prop_oneof!["\"[a-z0-9é]{0,5}\"", "[1-9][0-9]{0,5}"],
+            any::<prop::sample::Index>(),
+            "[ \t]{0,2}",
+        )
+            .prop_map(|(op, index, routing, id, at, w)| {
+                let mut members: Vec<String> = [("_index", index), ("routing", routing)]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some(format!("\"{k}\"{w}:{w}{}", v?)))
+                    .collect();
+                members.insert(at.index(members.len() + 1), format!("\"_id\"{w}:{w}{id}"));
+                format!(
+                    "{{{w}\"{op}\"{w}:{{{}}}{w}}}{w}",
+                    members.join(&format!("{w},{w}"))
+                )
+            })
+    }
+
     fn line() -> impl Strategy<Value = String> {
         (
             prop_oneof![
@@ -1479,11 +1661,39 @@ mod tests {
         /// What the fast path reads, serde_json reads the same; what it declines, serde decides.
         #[test]
         fn simple_actions_read_as_serde_reads_them(line in line()) {
-            if let Some(fast) = simple_action(line.as_bytes()) {
+            if let Some((fast, _)) = simple_action(line.as_bytes()) {
                 let slow: BulkLine = serde_json::from_slice(line.as_bytes())
                     .unwrap_or_else(|e| panic!("serde refuses what the fast path read: {line}: {e}"));
                 let slow = Action { op: slow.op, index: slow.meta.index, id: slow.meta.id.map(|i| i.0) };
                 prop_assert_eq!(fast, slow, "{}", line);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// A line alike a simple one ([`Told::alike`]) is read as simple, with the same
+        /// operation, index and members, and the id between the same bytes.
+        #[test]
+        fn lines_alike_but_for_the_id_read_alike(first in line_with_id(), id in id_text()) {
+            let (a, span) = simple_action(first.as_bytes())
+                .unwrap_or_else(|| panic!("not simple: {first}"));
+            if let Some(span) = span {
+                let told = Told {
+                    line: first.clone().into_bytes(),
+                    op: a.op,
+                    index: a.index.as_deref().unwrap_or_default().to_string(),
+                    id: Some(span),
+                    any_id: true,
+                };
+                let line = format!("{}{id}{}", &first[..span.start], &first[span.end..]);
+                if told.alike(line.as_bytes()) {
+                    let (b, _) = simple_action(line.as_bytes())
+                        .unwrap_or_else(|| panic!("alike but not simple: {line}"));
+                    prop_assert_eq!((b.op, &b.index), (a.op, &a.index), "{}", line);
+                    let value = id.trim_matches('"');
+                    prop_assert_eq!(b.id.as_deref(), Some(value), "{}", line);
+                }
             }
         }
     }

@@ -310,6 +310,11 @@ pub(crate) fn action_for(m: &http::Method) -> Option<&'static str> {
 /// The sink every touch goes to; `Break` stops the classification.
 pub(crate) type TouchSink<'a> = &'a mut dyn FnMut(Touch) -> ControlFlow<()>;
 
+/// Whether the sink's verdict on `<prefix><document id>` is the same for every id (the judge
+/// knows it from the policy's patterns): then a run of bulk lines into one index is told once.
+/// `None` tells every touch, as `explain` lists them all.
+pub(crate) type SameForAnyId<'a> = Option<&'a dyn Fn(&str) -> bool>;
+
 /// Tells `sink` every resource the request touches: each reading of its path in turn, path
 /// and query first, then the body's. `body` is needed when [`Plan::needs_body`] says so.
 pub(crate) fn run(
@@ -318,6 +323,7 @@ pub(crate) fn run(
     body: Option<&dyn BodySource>,
     want: Want,
     limits: Limits,
+    same_for_any_id: SameForAnyId<'_>,
     sink: TouchSink<'_>,
 ) -> ControlFlow<()> {
     let Some(action) = action_for(req.method) else {
@@ -330,6 +336,7 @@ pub(crate) fn run(
             body,
             want,
             limits,
+            same_for_any_id,
             depth: 0,
         };
         cx.reading(reading, sink)?;
@@ -343,6 +350,7 @@ struct Classify<'a> {
     body: Option<&'a dyn BodySource>,
     want: Want,
     limits: Limits,
+    same_for_any_id: SameForAnyId<'a>,
     depth: usize,
 }
 
@@ -619,6 +627,7 @@ impl Classify<'_> {
         let cx = Context {
             defaults: &defaults,
             api: &api_part,
+            same_for_any_id: self.same_for_any_id,
         };
         if kind.is_nested() {
             return self.nested(kind, found, reading, &params, api, access, &api_part, sink);
@@ -1010,6 +1019,7 @@ impl Classify<'_> {
             body,
             want: self.want,
             limits: self.limits,
+            same_for_any_id: self.same_for_any_id,
             depth: self.depth + 1,
         };
         let mut wrapped = |mut t: Touch| {
@@ -1176,6 +1186,7 @@ mod tests {
             Some(&body),
             Want::Indices,
             Limits { inflate: 1 << 20 },
+            None,
             &mut |t: Touch| {
                 out.push(format!(
                     "{} {} [{}] ({})",

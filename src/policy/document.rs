@@ -213,6 +213,13 @@ impl Statement {
         })
     }
 
+    /// Whether the statement's resources match `<prefix><anything>` alike, whatever follows.
+    pub(crate) fn decided_after(&self, prefix: &str) -> bool {
+        self.resources
+            .iter()
+            .all(|r| r.glob.decided_after(prefix).is_some())
+    }
+
     /// For a Deny statement: which pattern (as written) may reach the target?
     pub(crate) fn deny_match(&self, t: &Target) -> Option<String> {
         if self.not_resource {

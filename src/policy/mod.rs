@@ -230,6 +230,15 @@ impl Policy {
         }
     }
 
+    /// Whether every `<prefix><id>` gets one verdict: every resource pattern is decided by the
+    /// prefix (a statement's action, principal and conditions do not depend on the resource).
+    fn same_for_any_id(&self, prefix: &str) -> bool {
+        match &self.kind {
+            Kind::Statements(stmts) => stmts.iter().all(|s| s.decided_after(prefix)),
+            Kind::AllowAll | Kind::ReadOnly => true,
+        }
+    }
+
     fn want(&self) -> Option<Want> {
         match self.kind {
             Kind::AllowAll => None,
@@ -254,6 +263,19 @@ impl Policy {
         req: &RequestFacts,
         body: Option<&dyn BodySource>,
     ) -> Decision {
+        let same = |prefix: &str| self.same_for_any_id(prefix);
+        self.decide_telling(plan, req, body, Some(&same))
+    }
+
+    /// [`Policy::decide`], with the classification told which touches share a verdict (`None`:
+    /// every touch is judged, as the tests compare).
+    fn decide_telling(
+        &self,
+        plan: &Plan,
+        req: &RequestFacts,
+        body: Option<&dyn BodySource>,
+        same_for_any_id: classify::SameForAnyId<'_>,
+    ) -> Decision {
         let path = display_path(req.raw_path);
         if classify::action_for(req.method).is_none() {
             return Decision::Deny {
@@ -274,9 +296,16 @@ impl Policy {
             };
         };
         let mut judge = Judge::new(self, req);
-        let _ = classify::run(inner, &req.request(), body, want, self.limits, &mut |t| {
-            judge.touch(t)
-        });
+        let sink = &mut |t| judge.touch(t);
+        let _ = classify::run(
+            inner,
+            &req.request(),
+            body,
+            want,
+            self.limits,
+            same_for_any_id,
+            sink,
+        );
         judge.finish(path)
     }
 
@@ -294,10 +323,12 @@ impl Policy {
         let plan = self.plan(req);
         let mut touches = Vec::new();
         if let (Some(inner), Some(want)) = (&plan.inner, self.want()) {
-            let _ = classify::run(inner, &req.request(), body, want, self.limits, &mut |t| {
+            let sink = &mut |t| {
                 touches.push(self.explain_touch(req, t));
                 ControlFlow::Continue(())
-            });
+            };
+            // Every touch told: the listing shows each line of a bulk.
+            let _ = classify::run(inner, &req.request(), body, want, self.limits, None, sink);
         }
         Explanation {
             apis: plan.inner.as_ref().map(|p| p.apis()).unwrap_or_default(),

@@ -137,6 +137,49 @@ impl Glob {
         })
     }
 
+    /// Whether matching `prefix` followed by any text is decided by the prefix alone:
+    /// `Some(true)` when every continuation matches (`logs*` after `logs-1/_doc/`),
+    /// `Some(false)` when none does (`restricted*`), `None` when the continuation matters
+    /// (`*5`, `logs-1/_doc/a*`). A bulk's lines into one index then share a verdict.
+    pub(crate) fn decided_after(&self, prefix: &str) -> Option<bool> {
+        let g = &self.toks;
+        // live[i]: g[..i] can match the prefix read so far; a `*` is live with what follows.
+        let mut live = vec![false; g.len() + 1];
+        let close = |live: &mut [bool]| {
+            for i in 0..g.len() {
+                if live[i] && g[i] == GTok::Many {
+                    live[i + 1] = true;
+                }
+            }
+        };
+        live[0] = true;
+        close(&mut live);
+        let mut next = vec![false; g.len() + 1];
+        for c in prefix.chars() {
+            next.fill(false);
+            for (i, tok) in g.iter().enumerate() {
+                if live[i] {
+                    match tok {
+                        GTok::Many => next[i] = true,
+                        GTok::One => next[i + 1] = true,
+                        GTok::Lit(l) if *l == c => next[i + 1] = true,
+                        GTok::Lit(_) => {}
+                    }
+                }
+            }
+            close(&mut next);
+            std::mem::swap(&mut live, &mut next);
+        }
+        let rest_all_stars = |i: usize| i < g.len() && g[i..].iter().all(|t| *t == GTok::Many);
+        if (0..g.len()).any(|i| live[i] && rest_all_stars(i)) {
+            Some(true)
+        } else if !live.contains(&true) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Does this pattern match *some* resource `t` can stand for?
     pub(crate) fn overlaps(&self, t: &Target) -> bool {
         let Some(tt) = &t.toks else {
@@ -468,6 +511,36 @@ mod tests {
                 if m { prop_assert!(overlaps, "{pat} matches {inst} but no overlap with {tgt}"); }
             }
             if covers { prop_assert!(overlaps); }
+        }
+    }
+
+    #[test]
+    fn verdicts_a_prefix_decides() {
+        assert_eq!(g("logs*").decided_after("logs-1/_doc/"), Some(true));
+        assert_eq!(g("*").decided_after(""), Some(true));
+        assert_eq!(g("restricted*").decided_after("logs-1/_doc/"), Some(false));
+        assert_eq!(g("*5").decided_after("logs-1/_doc/"), None);
+        assert_eq!(g("logs-1/_doc/a*").decided_after("logs-1/_doc/"), None);
+        assert_eq!(g("logs-1/_doc/").decided_after("logs-1/_doc/"), None);
+        assert_eq!(g("logs-?/*").decided_after("logs-1/_doc/"), Some(true));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+        /// A decided prefix is the verdict for every continuation.
+        #[test]
+        fn a_decided_prefix_holds_for_every_continuation(
+            pat in "[aé/*?]{0,6}",
+            prefix in "[aé/]{0,5}",
+            rests in proptest::collection::vec("[aé/]{0,4}", 6),
+        ) {
+            let glob = Glob::new(&pat);
+            if let Some(verdict) = glob.decided_after(&prefix) {
+                for rest in &rests {
+                    let s = format!("{prefix}{rest}");
+                    prop_assert_eq!(glob.matches(&s), verdict, "{} on {}", pat, s);
+                }
+            }
         }
     }
 }

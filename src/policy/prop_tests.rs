@@ -37,6 +37,16 @@ fn cases(default: u32) -> u32 {
     }
 }
 
+/// Allows everything but the documents whose ids start with 9 in test-index: the verdict on a
+/// bulk line depends on its id.
+fn id_policy() -> Policy {
+    Policy::from_json(
+        r#"{"Statement":[{"Effect":"Allow","Action":"es:*","Resource":"*"},
+                          {"Sid":"DenyNines","Effect":"Deny","Action":"es:*","Resource":"test-index/_doc/9*"}]}"#,
+    )
+    .unwrap()
+}
+
 fn run(policy: &Policy, method: Method, path: &str, body: &[u8]) -> Decision {
     run_with(policy, method, path, None, None, body)
 }
@@ -321,6 +331,56 @@ proptest! {
             let d = run(&p, Method::POST, "/test-index/_bulk", body.as_bytes());
             prop_assert!(d.is_allowed(), "{}\n{body}", d.reason());
         }
+    }
+
+    #[test]
+    fn bulk_lines_share_a_verdict_only_where_the_id_cannot_change_it(
+        runs in prop::collection::vec(
+            (
+                bulk_op(),
+                prop::collection::vec(prop::option::weighted(0.9, 0..1000u32), 1..6),
+                any::<bool>(),
+            ),
+            0..5,
+        ),
+    ) {
+        // Runs of lines alike but for their ids, as real bulks are; half of them spelled
+        // plainly, into test-index.
+        let ops: Vec<BulkOp> = runs
+            .iter()
+            .flat_map(|(op, ids, plain)| {
+                let mut op = op.clone();
+                if *plain {
+                    (op.esc, op.key_esc, op.index) = (vec![false], false, Some(Some(0)));
+                }
+                ids.iter().map(move |id| BulkOp { id: *id, ..op.clone() })
+            })
+            .collect();
+        let body = render_bulk(&ops);
+        let facts = RequestFacts {
+            method: &Method::POST,
+            raw_path: "/test-index/_bulk",
+            raw_query: None,
+            content_type: Some("application/x-ndjson"),
+            content_encoding: None,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            principal: None,
+        };
+        let source = InMemory(body.as_bytes());
+        for p in [deny_policy(), allow_policy(), id_policy()] {
+            let plan = p.plan(&facts);
+            let fast = p.decide(&plan, &facts, Some(&source));
+            let every = p.decide_telling(&plan, &facts, Some(&source), None);
+            prop_assert_eq!(fast.is_allowed(), every.is_allowed(), "{}", body);
+            prop_assert_eq!(fast.reason(), every.reason());
+        }
+        let nine = ops.iter().any(|op| {
+            matches!(op.kind, 0 | 3)
+                && matches!(op.index, None | Some(Some(0)))
+                && op.id.is_some_and(|id| id.to_string().starts_with('9'))
+        });
+        let d = run(&id_policy(), Method::POST, "/test-index/_bulk", body.as_bytes());
+        prop_assert_eq!(d.is_allowed(), !nine, "{}\n{}", d.reason(), body);
     }
 
     #[test]
