@@ -616,27 +616,9 @@ fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
             }
             Some(expr) => {
                 let targets = name_items(expr).map_err(|e| bad(&format!("line {n}"), e))?;
-                for t in targets {
-                    emit(
-                        sink,
-                        Named::Target {
-                            target: t.join(&suffix),
-                            place: Place::Line(n),
-                        },
-                    )?;
-                }
+                emit_on_line(sink, &targets, &suffix, n)?;
             }
-            None if !cx.defaults.is_empty() => {
-                for t in cx.defaults {
-                    emit(
-                        sink,
-                        Named::Target {
-                            target: t.join(&suffix),
-                            place: Place::Line(n),
-                        },
-                    )?;
-                }
-            }
+            None if !cx.defaults.is_empty() => emit_on_line(sink, cx.defaults, &suffix, n)?,
             None => {
                 return Err(Halt::Invalid(format!(
                     "line {n}: the action has no _index and the path names no index"
@@ -668,6 +650,20 @@ fn bulk(r: &mut dyn BufRead, cx: &Context<'_>, sink: Sink<'_>) -> Flow {
         // After a delete comes an action; after the others, their document, not read.
         Ok(line.op == BulkOp::Delete)
     })
+}
+
+/// Tells `sink` each target followed by `suffix`, as named on line `n`.
+fn emit_on_line(sink: Sink<'_>, targets: &[Target], suffix: &str, n: usize) -> Flow {
+    for t in targets {
+        emit(
+            sink,
+            Named::Target {
+                target: t.join(suffix),
+                place: Place::Line(n),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// The last bulk line told (a simple one, into one index), for the lines after it that get

@@ -354,6 +354,14 @@ struct Classify<'a> {
     depth: usize,
 }
 
+/// Where an index list was found.
+#[derive(Clone, Copy)]
+enum ListAt<'a> {
+    Path,
+    /// A query parameter, by name.
+    Query(&'a str),
+}
+
 /// Joins segments with `/`, skipping empty ones.
 fn joined<'s>(segments: impl Iterator<Item = &'s str>) -> String {
     let mut out = String::new();
@@ -404,6 +412,58 @@ impl Classify<'_> {
             api,
             target,
             origin,
+        }
+    }
+
+    /// Tells `sink` each index an index list names (found `at`), joined with `suffix`; every
+    /// index when the list is empty, cannot be read or is too long to check. The items, when
+    /// they were told one by one.
+    fn index_list(
+        &self,
+        api: &'static str,
+        access: Access,
+        value: &str,
+        suffix: &str,
+        at: ListAt<'_>,
+        sink: TouchSink<'_>,
+    ) -> ControlFlow<(), Option<Vec<Target>>> {
+        let every = |origin| self.touch(api, access, Target::wildcard("*").join(suffix), origin);
+        if value.trim().is_empty() {
+            let why = match at {
+                ListAt::Path => "an empty index list in the path means every index".to_string(),
+                ListAt::Query(key) => format!("an empty `{key}` parameter means every index"),
+            };
+            sink(every(Origin::AllIndices(why)))?;
+            return ControlFlow::Continue(None);
+        }
+        match index_items(value) {
+            Ok(items) if too_costly(items.len(), suffix) => {
+                let place = match at {
+                    ListAt::Path => "the path".to_string(),
+                    ListAt::Query(key) => format!("`{key}`"),
+                };
+                let why = format!(
+                    "{} indices in {place}, each followed by {} bytes: too many to check",
+                    items.len(),
+                    suffix.len()
+                );
+                sink(every(Origin::CannotTell(why)))?;
+                ControlFlow::Continue(None)
+            }
+            Ok(items) => {
+                for t in &items {
+                    let origin = match at {
+                        ListAt::Path => Origin::Path,
+                        ListAt::Query(key) => Origin::Query(key.to_string()),
+                    };
+                    sink(self.touch(api, access, t.join(suffix), origin))?;
+                }
+                ControlFlow::Continue(Some(items))
+            }
+            Err(e) => {
+                sink(every(Origin::CannotTell(e.0)))?;
+                ControlFlow::Continue(None)
+            }
         }
     }
 
@@ -458,43 +518,8 @@ impl Classify<'_> {
             } else {
                 slash(&api_part)
             };
-            if value.trim().is_empty() {
-                sink(self.touch(
-                    api,
-                    access,
-                    Target::wildcard("*").join(&suffix),
-                    all("an empty index list in the path means every index".into()),
-                ))?;
-                continue;
-            }
-            match index_items(value) {
-                Ok(items) if too_costly(items.len(), &suffix) => {
-                    let why = format!(
-                        "{} indices in the path, each followed by {} bytes: too many to check",
-                        items.len(),
-                        suffix.len()
-                    );
-                    sink(self.touch(
-                        api,
-                        access,
-                        Target::wildcard("*").join(&suffix),
-                        Origin::CannotTell(why),
-                    ))?;
-                }
-                Ok(items) => {
-                    for t in &items {
-                        sink(self.touch(api, access, t.join(&suffix), Origin::Path))?;
-                    }
-                    defaults.extend(items);
-                }
-                Err(e) => {
-                    sink(self.touch(
-                        api,
-                        access,
-                        Target::wildcard("*").join(&suffix),
-                        Origin::CannotTell(e.0),
-                    ))?;
-                }
+            if let Some(items) = self.index_list(api, access, value, &suffix, ListAt::Path, sink)? {
+                defaults.extend(items);
             }
             if let Some(odd) = value
                 .split(',')
@@ -521,49 +546,10 @@ impl Classify<'_> {
             }
             bound.push(key.as_ref());
             let suffix = slash(&api_part);
-            if value.trim().is_empty() {
-                sink(self.touch(
-                    api,
-                    access,
-                    Target::wildcard("*").join(&suffix),
-                    all(format!("an empty `{key}` parameter means every index")),
-                ))?;
-                continue;
-            }
-            match index_items(value) {
-                Ok(items) if too_costly(items.len(), &suffix) => {
-                    let why = format!(
-                        "{} indices in `{key}`, each followed by {} bytes: too many to check",
-                        items.len(),
-                        suffix.len()
-                    );
-                    sink(self.touch(
-                        api,
-                        access,
-                        Target::wildcard("*").join(&suffix),
-                        Origin::CannotTell(why),
-                    ))?;
-                }
-                Ok(items) => {
-                    for t in &items {
-                        sink(self.touch(
-                            api,
-                            access,
-                            t.join(&suffix),
-                            Origin::Query(key.to_string()),
-                        ))?;
-                    }
-                    if key == "index" || positions.is_empty() {
-                        defaults.extend(items);
-                    }
-                }
-                Err(e) => {
-                    sink(self.touch(
-                        api,
-                        access,
-                        Target::wildcard("*").join(&suffix),
-                        Origin::CannotTell(e.0),
-                    ))?;
+            let at = ListAt::Query(key);
+            if let Some(items) = self.index_list(api, access, value, &suffix, at, sink)? {
+                if key == "index" || positions.is_empty() {
+                    defaults.extend(items);
                 }
             }
         }

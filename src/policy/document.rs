@@ -226,14 +226,7 @@ impl Statement {
             if self.resources.iter().any(|r| r.glob.covers(t)) {
                 None
             } else {
-                Some(format!(
-                    "NotResource {}",
-                    self.resources
-                        .iter()
-                        .map(|r| format!("{:?}", r.written))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+                Some(self.not_resource_text())
             }
         } else {
             self.resources
@@ -259,20 +252,23 @@ impl Statement {
             return None;
         }
         if self.not_resource {
-            Some(format!(
-                "NotResource {}",
-                self.resources
-                    .iter()
-                    .map(|r| format!("{:?}", r.written))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            Some(self.not_resource_text())
         } else {
             self.resources
                 .iter()
                 .find(|r| r.glob.covers(t))
                 .map(|r| format!("Resource {:?}", r.written))
         }
+    }
+
+    /// `NotResource "a", "b"`: a NotResource statement's patterns as written, for messages.
+    fn not_resource_text(&self) -> String {
+        let written: Vec<String> = self
+            .resources
+            .iter()
+            .map(|r| format!("{:?}", r.written))
+            .collect();
+        format!("NotResource {}", written.join(", "))
     }
 
     pub(crate) fn mentions_principals(&self) -> bool {
