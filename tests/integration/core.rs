@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::support::http::{connection, get, raw, response_head, send, start_upload, Resp};
+use crate::support::http::{
+    connection, get, raw, response_head, send, start_upload, Resp, GZIP_NDJSON,
+};
 use crate::support::{Creds, Gate, Reply, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -240,17 +242,7 @@ async fn binary_gzip_and_multi_megabyte_bodies_arrive_intact() {
         e.write_all(b"{\"index\":{}}\n{\"a\":1}\n").unwrap();
         e.finish().unwrap()
     };
-    let resp = send(
-        proxy.addr(),
-        "POST",
-        "/_bulk",
-        &[
-            ("content-type", "application/x-ndjson"),
-            ("content-encoding", "gzip"),
-        ],
-        gz.clone(),
-    )
-    .await;
+    let resp = send(proxy.addr(), "POST", "/_bulk", GZIP_NDJSON, gz.clone()).await;
     assert_ok_and_verified(&resp, &up);
     let rec = up.last_request().unwrap();
     assert_eq!(rec.header("content-encoding"), Some("gzip"));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::support::docs;
-use crate::support::http::{get, send, Resp};
+use crate::support::http::{get, send, Resp, GZIP_NDJSON};
 use crate::support::{Creds, DirectConnection, TestProxy, TestUpstream};
 
 fn creds() -> Creds {
@@ -740,17 +740,7 @@ async fn the_policy_fails_closed_and_harmless_requests_pass() {
         assert_denied(&resp, mentions);
     }
     let gz = Bytes::from(gzip(bulk_restricted.as_bytes()));
-    let resp = send(
-        proxy.addr(),
-        "POST",
-        "/_bulk",
-        &[
-            ("content-type", "application/x-ndjson"),
-            ("content-encoding", "gzip"),
-        ],
-        gz,
-    )
-    .await;
+    let resp = send(proxy.addr(), "POST", "/_bulk", GZIP_NDJSON, gz).await;
     assert_denied(&resp, "restricted-index/_doc (bulk, from the body, line 1)");
     assert_eq!(up.request_count(), 0, "nothing denied reached the endpoint");
 
@@ -759,10 +749,7 @@ async fn the_policy_fails_closed_and_harmless_requests_pass() {
         proxy.addr(),
         "POST",
         "/_bulk",
-        &[
-            ("content-type", "application/x-ndjson"),
-            ("content-encoding", "gzip"),
-        ],
+        GZIP_NDJSON,
         Bytes::from(bulk_fine.clone()),
     )
     .await;

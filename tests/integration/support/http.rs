@@ -34,6 +34,12 @@ impl Resp {
     }
 }
 
+/// The headers of a gzip-compressed NDJSON body (a compressed `_bulk`).
+pub const GZIP_NDJSON: &[(&str, &str)] = &[
+    ("content-type", "application/x-ndjson"),
+    ("content-encoding", "gzip"),
+];
+
 /// Sends one request on a fresh connection (bounded to 30 s).
 pub async fn send(
     addr: SocketAddr,
