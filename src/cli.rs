@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `--version`: the package version and, when built from a git checkout, the revision
+/// (`0.1.0 (git 0ec3c28)`; see `build.rs`).
+pub const VERSION: &str = env!("SIGV4_PROXY_VERSION");
+
 /// `--help`'s closing text: what a man page has under EXAMPLES, FILES, ENVIRONMENT, SIGNALS and
 /// EXIT STATUS. Every `--flag` named here must be a flag of the proxy (a test checks that each
 /// has its `SIGV4_PROXY_*` variable).
@@ -57,7 +61,7 @@ See also:
 #[derive(Debug, Parser)]
 #[command(
     name = "sigv4-proxy",
-    version = crate::VERSION,
+    version = VERSION,
     about = "A SigV4-signing reverse proxy for Amazon OpenSearch Service and OpenSearch Serverless",
     long_about = "Accepts unsigned HTTP requests (curl, OpenSearch Dashboards, any OpenSearch client), signs each \
 with AWS SigV4 using credentials from the AWS default provider chain, and forwards it over TLS to an Amazon \

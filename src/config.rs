@@ -2,21 +2,36 @@
 //! and turned into ready-to-use values before anything binds. An invalid configuration exits
 //! with status 64 and the reason.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::{Authenticator, BearerTokens, Htpasswd};
-use crate::policy::Policy;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::body::{BodyLimits, Payload};
-use crate::cli::{ProxyArgs, ServiceArg};
+use crate::cli::{Cli, LogFormat, ProxyArgs, ServiceArg};
+use crate::config_file::{self, Origin, LISTENER_KEYS};
 use crate::endpoint::{Endpoint, Service};
-use crate::upstream::{load_pem_certificates, UpstreamOptions};
+pub use crate::error::ConfigError;
 
-/// A validated proxy configuration.
+/// Everything the process runs: one [`RouteConfig`] per route, and the process-wide settings.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub routes: Vec<RouteConfig>,
+    /// The `--config` file, read again on SIGHUP.
+    pub file: Option<PathBuf>,
+    pub verbose: u8,
+    pub log_format: LogFormat,
+    /// `--workers`: a count, or `None` for `auto` (see [`crate::workers`]).
+    pub workers: Option<usize>,
+}
+
+/// One route, validated: an endpoint, where it listens, and how it is reached and guarded. The
+/// files it names (CA bundle, policy, htpasswd, tokens, server certificate) are paths here;
+/// [`crate::app::build_route`] loads them.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
     pub endpoint: Endpoint,
     pub service: Service,
     /// `None` when neither the flag nor the host name says; the AWS config chain decides.
@@ -25,18 +40,25 @@ pub struct Config {
     pub profile: Option<String>,
     /// `--role-arn`: a role assumed on top of the default chain.
     pub role: Option<AssumeRole>,
-    pub upstream: UpstreamOptions,
+    /// `--connect-to`: where to open TCP connections instead of resolving the endpoint's host.
+    pub connect_to: Option<(String, u16)>,
+    /// `--ca-bundle`: more trusted roots for the endpoint's certificate.
+    pub ca_bundle: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub pool_idle_timeout: Duration,
     pub body: BodyLimits,
     /// `--unsigned-payload`: bodies are signed as `UNSIGNED-PAYLOAD`, not hashed.
     pub payload: Payload,
     pub response_timeout: Duration,
     pub drain_timeout: Duration,
-    /// The local access policy; `None` lets through whatever the endpoint allows.
-    pub policy: Option<Arc<Policy>>,
-    /// Inbound authentication; `None` when neither --htpasswd nor --token-file is given.
-    pub auth: Option<Arc<Authenticator>>,
+    /// The local access policy.
+    pub policy: PolicySource,
+    /// Inbound authentication: either, both or neither.
+    pub htpasswd: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
     /// HTTPS on the listener.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<TlsFiles>,
     /// `""` or `/prefix` (no trailing slash): where this endpoint sits on its listener.
     pub path_prefix: String,
     /// Bound on a whole request, headers in to last byte out; `None`: unbounded.
@@ -47,11 +69,27 @@ pub struct Config {
     pub max_connections: usize,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`--admin-listen`).
     pub admin_listen: Option<SocketAddr>,
+    /// Where the route was configured, for errors about it.
+    pub origin: Origin,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// Where the local access policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// None: whatever the endpoint allows goes through.
+    None,
+    /// `--read-only`: the built-in policy that allows reads only.
+    ReadOnly,
+    /// `--policy FILE`.
+    File(PathBuf),
+}
+
+/// `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// An IAM role to assume with the credentials of the default chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +165,9 @@ pub fn no_region_message(profile: Option<&str>) -> String {
     )
 }
 
-impl Config {
-    pub fn from_args(args: &ProxyArgs) -> Result<Config, ConfigError> {
+impl RouteConfig {
+    /// One route from its flags (file routes get their [`Origin`] from [`Config::load`]).
+    pub fn from_args(args: &ProxyArgs) -> Result<RouteConfig, ConfigError> {
         let raw = args.endpoint.as_deref().ok_or_else(|| {
             ConfigError("no endpoint given: pass the domain or collection URL, e.g. `sigv4-proxy https://search-logs-abc123.us-east-1.es.amazonaws.com`".into())
         })?;
@@ -162,35 +201,14 @@ impl Config {
             .as_deref()
             .map(parse_host_port)
             .transpose()?;
-        let extra_roots = match &args.ca_bundle {
-            Some(path) => load_pem_certificates(path).map_err(ConfigError)?,
-            None => Vec::new(),
-        };
         let max_body = parse_size("--max-body", &args.max_body)?;
         let policy = match (&args.policy, args.read_only) {
-            (Some(path), _) => Some(Arc::new(
-                Policy::from_file(path)
-                    .map_err(|e| ConfigError(format!("--policy: {e}")))?
-                    .with_inflate_limit(max_body),
-            )),
-            (None, true) => Some(Arc::new(Policy::read_only().with_inflate_limit(max_body))),
-            (None, false) => None,
+            (Some(path), _) => PolicySource::File(path.clone()),
+            (None, true) => PolicySource::ReadOnly,
+            (None, false) => PolicySource::None,
         };
-        let htpasswd = args
-            .htpasswd
-            .as_ref()
-            .map(Htpasswd::from_file)
-            .transpose()
-            .map_err(|e| ConfigError(format!("--htpasswd: {e}")))?;
-        let tokens = args
-            .token_file
-            .as_ref()
-            .map(BearerTokens::from_file)
-            .transpose()
-            .map_err(|e| ConfigError(format!("--token-file: {e}")))?;
-        let auth = Authenticator::new(htpasswd, tokens);
-        let auth = auth.is_enabled().then(|| Arc::new(auth));
-        if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        let authenticated = args.htpasswd.is_some() || args.token_file.is_some();
+        if !authenticated && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(ConfigError(format!(
                 "refusing to listen on {} without inbound authentication: anyone who can reach it would act with this \
                  proxy's AWS identity. Add --htpasswd FILE or --token-file FILE, listen on 127.0.0.1, or pass \
@@ -198,17 +216,11 @@ impl Config {
                 args.listen
             )));
         }
-        if auth.is_none() && policy.as_ref().is_some_and(|p| p.uses_proxy_principals()) {
-            return Err(ConfigError(
-                "--policy names \"Proxy\" principals, but no inbound users are configured: add --htpasswd or --token-file \
-                 (without them every statement would apply to everyone)"
-                    .into(),
-            ));
-        }
         let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(crate::server::load_server_tls(cert, key).map_err(ConfigError)?)
-            }
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
             _ => None,
         };
         let spill = parse_size("--spill-threshold", &args.spill_threshold)?;
@@ -229,24 +241,21 @@ impl Config {
             .map(parse_path_prefix)
             .transpose()?
             .unwrap_or_default();
-        Ok(Config {
+        Ok(RouteConfig {
             endpoint,
             service,
             region,
             listen: args.listen,
             profile: args.profile.clone(),
             role: AssumeRole::from_args(args)?,
-            upstream: UpstreamOptions {
-                connect_to,
-                extra_roots,
-                connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
-                tls_handshake_timeout: parse_duration(
-                    "--tls-handshake-timeout",
-                    &args.tls_handshake_timeout,
-                )?,
-                idle_timeout: parse_duration("--pool-idle-timeout", &args.pool_idle_timeout)?,
-                ..UpstreamOptions::default()
-            },
+            connect_to,
+            ca_bundle: args.ca_bundle.clone(),
+            connect_timeout: parse_duration("--connect-timeout", &args.connect_timeout)?,
+            tls_handshake_timeout: parse_duration(
+                "--tls-handshake-timeout",
+                &args.tls_handshake_timeout,
+            )?,
+            pool_idle_timeout: parse_duration("--pool-idle-timeout", &args.pool_idle_timeout)?,
             body: BodyLimits {
                 max: max_body,
                 spill_threshold: usize::try_from(spill).unwrap_or(usize::MAX),
@@ -263,7 +272,8 @@ impl Config {
             response_timeout: parse_duration("--response-timeout", &args.response_timeout)?,
             drain_timeout: parse_duration("--drain-timeout", &args.drain_timeout)?,
             policy,
-            auth,
+            htpasswd: args.htpasswd.clone(),
+            token_file: args.token_file.clone(),
             tls,
             path_prefix,
             request_timeout: parse_optional_duration("--request-timeout", &args.request_timeout)?,
@@ -274,8 +284,120 @@ impl Config {
             max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
             max_connections: args.max_connections,
             admin_listen: args.admin_listen,
+            origin: Origin::default(),
         })
     }
+}
+
+impl Config {
+    /// The command line `argv` (program name first), the environment, and the `--config` file
+    /// it names, validated. Files the routes name are read later, by [`crate::app`].
+    pub fn load(argv: &[OsString]) -> Result<Config, ConfigError> {
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError(e.to_string()))?;
+        let Some(path) = cli.proxy.config.clone() else {
+            return Ok(Config {
+                routes: vec![RouteConfig::from_args(&cli.proxy)?],
+                file: None,
+                verbose: cli.proxy.verbose,
+                log_format: cli.proxy.log_format,
+                workers: crate::workers::parse(&cli.proxy.workers).map_err(ConfigError)?,
+            });
+        };
+        let file = config_file::read(&path, argv, &matches)?;
+        let mut routes = Vec::new();
+        for route in file.routes {
+            let locate = |msg: String| route.origin.locate(&msg);
+            let matches = Cli::command()
+                .try_get_matches_from(&route.words)
+                .map_err(|e| locate(e.to_string()))?;
+            let cli = Cli::from_arg_matches(&matches).map_err(|e| locate(e.to_string()))?;
+            let mut config = RouteConfig::from_args(&cli.proxy).map_err(|e| locate(e.0))?;
+            config.origin = route.origin;
+            routes.push(config);
+        }
+        check_listeners(&path, &routes)?;
+        let top = Cli::command()
+            .try_get_matches_from(&file.process_words)
+            .ok()
+            .and_then(|m| Cli::from_arg_matches(&m).ok())
+            .map(|c| c.proxy)
+            .unwrap_or(cli.proxy);
+        Ok(Config {
+            routes,
+            file: Some(path.clone()),
+            verbose: top.verbose,
+            log_format: top.log_format,
+            workers: crate::workers::parse(&top.workers)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?,
+        })
+    }
+
+    /// The listen addresses of the routes, in order, each once.
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        for c in &self.routes {
+            if !addrs.contains(&c.listen) {
+                addrs.push(c.listen);
+            }
+        }
+        addrs
+    }
+
+    /// The admin listener is one per process: every route must name the same address (set it
+    /// at the top level of a config file).
+    pub fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let mut addresses: Vec<_> = self.routes.iter().map(|r| r.admin_listen).collect();
+        addresses.dedup();
+        match addresses.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(*one),
+            _ => Err(ConfigError(
+                "admin-listen is one per process: set it once, at the top level of the config file, not per route".into(),
+            )),
+        }
+    }
+}
+
+/// Routes on one address share a listener: their path prefixes must differ and the listener
+/// settings must agree.
+fn check_listeners(path: &Path, routes: &[RouteConfig]) -> Result<(), ConfigError> {
+    let listener = |r: &RouteConfig| {
+        (
+            r.tls.clone(),
+            r.header_read_timeout,
+            r.max_header_size,
+            r.max_connections,
+            r.drain_timeout,
+        )
+    };
+    for (i, a) in routes.iter().enumerate() {
+        for b in routes.iter().skip(i + 1) {
+            if a.listen != b.listen {
+                continue;
+            }
+            let (line_a, line_b) = (a.origin.line(), b.origin.line());
+            if a.path_prefix == b.path_prefix {
+                return Err(ConfigError(format!(
+                    "{}: the routes at lines {line_a} and {line_b} both serve {} with path prefix `{}`; give them different `listen` addresses or `path-prefix`es",
+                    path.display(),
+                    a.listen,
+                    if a.path_prefix.is_empty() { "/" } else { &a.path_prefix }
+                )));
+            }
+            if listener(a) != listener(b) {
+                return Err(ConfigError(format!(
+                    "{}: the routes at lines {line_a} and {line_b} share the listener {} but differ in its settings ({} must be the same on one listener)",
+                    path.display(),
+                    a.listen,
+                    LISTENER_KEYS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `100MiB`, `10MB`, `1048576` → bytes.
@@ -333,11 +455,11 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+    fn config(args: &[&str]) -> Result<RouteConfig, ConfigError> {
         let mut argv = vec!["sigv4-proxy"];
         argv.extend_from_slice(args);
         let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
-        Config::from_args(&cli.proxy)
+        RouteConfig::from_args(&cli.proxy)
     }
 
     #[test]
@@ -355,7 +477,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("needs --service es|aoss"), "{err}");
-        // The region may come later, from AWS_REGION or the profile (see lib::build).
+        // The region may come later, from AWS_REGION or the profile (see app::build_proxy).
         let c = config(&["--service", "es", "https://search.example.com"]).unwrap();
         assert_eq!((c.service, c.region.as_deref()), (Service::Es, None));
         let msg = no_region_message(Some("work"));
@@ -486,7 +608,8 @@ mod tests {
         ])
         .is_ok());
         let c = config(&["--read-only", "https://x.us-east-1.es.amazonaws.com"]).unwrap();
-        assert!(c.policy.is_some() && c.auth.is_none());
+        assert_eq!(c.policy, PolicySource::ReadOnly);
+        assert_eq!((c.htpasswd, c.token_file), (None, None));
     }
 
     #[test]
@@ -500,7 +623,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.body.max, 10_000_000);
-        assert_eq!(c.upstream.connect_to, Some(("10.0.0.1".into(), 8443)));
+        assert_eq!(c.connect_to, Some(("10.0.0.1".into(), 8443)));
         assert!(
             config(&["--max-body", "lots", "https://x.us-east-1.es.amazonaws.com"])
                 .unwrap_err()
@@ -522,5 +645,137 @@ mod tests {
         .to_string()
         .contains("--response-timeout"));
         assert_eq!(parse_host_port("[::1]:443").unwrap(), ("::1".into(), 443));
+    }
+
+    /// A config file with `text`, loaded with the command line `args` after `--config`.
+    fn load(text: &str, args: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut argv: Vec<OsString> = vec!["sigv4-proxy".into(), "--config".into(), path.into()];
+        argv.extend(args.iter().map(OsString::from));
+        Config::load(&argv)
+    }
+
+    #[test]
+    fn top_level_keys_are_the_flags_and_flags_win() {
+        let s = load(
+            "endpoint = \"https://search-a.us-east-1.es.amazonaws.com\"\nresponse-timeout = \"20s\"\nread-only = true\nmax-connections = 7\nverbose = 1\n",
+            &["--response-timeout", "9s"],
+        )
+        .unwrap();
+        assert_eq!(s.routes.len(), 1);
+        let c = &s.routes[0];
+        assert_eq!(c.response_timeout, std::time::Duration::from_secs(9));
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.policy, PolicySource::ReadOnly);
+        assert_eq!(s.verbose, 1);
+    }
+
+    #[test]
+    fn routes_inherit_the_top_level() {
+        let s = load(
+            r#"
+region = "eu-west-1"
+service = "aoss"
+[[route]]
+endpoint = "https://a.example.com"
+listen = "127.0.0.1:9201"
+[[route]]
+endpoint = "https://b.example.com"
+listen = "127.0.0.1:9201"
+path-prefix = "/b/"
+region = "us-west-2"
+"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.routes.len(), 2);
+        assert_eq!(s.routes[0].region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.routes[1].region.as_deref(), Some("us-west-2"));
+        assert_eq!(s.routes[1].path_prefix, "/b");
+        assert_eq!(s.listen_addresses().len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let err = load(
+            "endpoint = \"https://search-a.us-east-1.es.amazonaws.com\"\n\n[[route]]\nlisten = \"127.0.0.1:1\"\nresponse_timeout = \"5s\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 5") && err.contains("`response_timeout`"),
+            "{err}"
+        );
+        assert!(err.contains("`response-timeout`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        let err = load(
+            "endpoint = \"https://search-a.us-east-1.es.amazonaws.com\"\n\nconnect-timeout = \"soon\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("--connect-timeout"),
+            "{err}"
+        );
+        let err = load("listen = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn routes_on_one_listener_need_distinct_prefixes_and_equal_settings() {
+        let two = |extra: &str| {
+            format!("[[route]]\nendpoint = \"https://a.us-east-1.es.amazonaws.com\"\n[[route]]\nendpoint = \"https://b.us-east-1.es.amazonaws.com\"\n{extra}")
+        };
+        let err = load(&two(""), &[]).unwrap_err().to_string();
+        assert!(err.contains("lines 1 and 3"), "{err}");
+        let err = load(&two("path-prefix = \"/b\"\nmax-connections = 3\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max-connections"), "{err}");
+        assert!(load(&two("path-prefix = \"/b\"\n"), &[]).is_ok());
+    }
+
+    #[test]
+    fn process_wide_keys_stay_at_the_top() {
+        let err = load(
+            "[[route]]\nendpoint = \"https://a.us-east-1.es.amazonaws.com\"\nlog-format = \"json\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("whole process"),
+            "{err}"
+        );
+        let err = load("config = \"x.toml\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("cannot be set"), "{err}");
+    }
+
+    #[test]
+    fn workers_are_set_at_the_top_of_the_file_and_flags_win() {
+        let endpoint = "endpoint = \"https://a.us-east-1.es.amazonaws.com\"\n";
+        assert_eq!(load(endpoint, &[]).unwrap().workers, None, "auto");
+        let file = format!("workers = 3\n{endpoint}");
+        assert_eq!(load(&file, &[]).unwrap().workers, Some(3));
+        assert_eq!(load(&file, &["--workers", "5"]).unwrap().workers, Some(5));
+        assert_eq!(load(&file, &["--workers", "auto"]).unwrap().workers, None);
+        let err = load(&format!("workers = 0\n{endpoint}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("proxy.toml") && err.contains("--workers `0`"),
+            "{err}"
+        );
+        let err = load(&format!("[[route]]\n{endpoint}workers = 2\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whole process"), "{err}");
     }
 }

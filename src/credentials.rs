@@ -22,7 +22,7 @@ use aws_types::region::Region;
 use aws_types::SdkConfig;
 
 use crate::config::AssumeRole;
-use crate::error::ProxyError;
+use crate::error::{error_chain, ProxyError};
 use crate::signing::Clock;
 
 /// Loads the AWS SDK configuration (credential chain, region) for an optional profile.
@@ -463,21 +463,6 @@ pub fn key_id_tail(key_id: &str) -> String {
         .rev()
         .collect();
     format!("…{tail}")
-}
-
-/// `outer: inner: root` for any error with sources.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

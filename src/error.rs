@@ -55,6 +55,59 @@ pub enum ProxyError {
     Internal(String),
 }
 
+/// A configuration that cannot run: a flag, a file it names, or the config file is wrong.
+/// The binary exits with status 64 (EX_USAGE) and the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Why the proxy could not start (or a reload was refused).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong (exit 64), including what only the AWS side could complete,
+    /// such as the region.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// Something on this machine failed while setting up (the TLS client, the runtime).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// `outer: inner: root` for any error with sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The first error of type `T` in `err`'s chain of sources, `err` included.
+pub fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {

@@ -1,5 +1,5 @@
 //! The running process: one listener per `listen` address, each serving its routes, and the
-//! reload that swaps them for a new [`Settings`] without dropping connections.
+//! reload that swaps them for a new [`Config`] without dropping connections.
 //!
 //! A reload builds every route's [`Proxy`] and binds every new address first; only when all
 //! of that worked does it commit: listeners whose address stays get the new routes and options
@@ -15,15 +15,20 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::config_file::{listen_addresses, Settings};
+use crate::config::{Config, RouteConfig};
+use crate::error::StartError;
 use crate::proxy::Proxy;
 use crate::server::{self, ListenerState, ServerOptions, SharedState};
 
-/// Builds a route's proxy from its configuration ([`crate::build`] in the binary; tests give
-/// theirs explicit credentials).
-pub type BuildProxy =
-    Arc<dyn Fn(Config) -> BoxFuture<'static, anyhow::Result<Arc<Proxy>>> + Send + Sync>;
+/// A route's proxy and the listener settings it asks for.
+pub struct BuiltRoute {
+    pub proxy: Arc<Proxy>,
+    pub server: ServerOptions,
+}
+
+/// Builds a route from its configuration (see [`crate::app`]).
+pub type BuildRoute =
+    Arc<dyn Fn(RouteConfig) -> BoxFuture<'static, Result<BuiltRoute, StartError>> + Send + Sync>;
 
 struct Listener {
     bound: SocketAddr,
@@ -34,7 +39,7 @@ struct Listener {
 
 /// All listeners of the process, keyed by their configured address.
 pub struct Listeners {
-    build: BuildProxy,
+    build: BuildRoute,
     listeners: HashMap<SocketAddr, Listener>,
     /// Listeners a reload removed, still draining.
     retiring: Vec<JoinHandle<()>>,
@@ -42,13 +47,13 @@ pub struct Listeners {
 
 impl Listeners {
     /// Builds the routes and binds their listeners.
-    pub async fn start(settings: &Settings, build: BuildProxy) -> anyhow::Result<Listeners> {
+    pub async fn start(config: &Config, build: BuildRoute) -> Result<Listeners, StartError> {
         let mut listeners = Listeners {
             build,
             listeners: HashMap::new(),
             retiring: Vec::new(),
         };
-        listeners.apply(settings).await?;
+        listeners.apply(config).await?;
         Ok(listeners)
     }
 
@@ -74,30 +79,34 @@ impl Listeners {
             .unwrap_or_default()
     }
 
-    /// Switches to `settings`, or changes nothing and says why.
-    pub async fn reload(&mut self, settings: &Settings) -> anyhow::Result<()> {
-        self.apply(settings).await
+    /// Switches to `config`, or changes nothing and says why.
+    pub async fn reload(&mut self, config: &Config) -> Result<(), StartError> {
+        self.apply(config).await
     }
 
-    async fn apply(&mut self, settings: &Settings) -> anyhow::Result<()> {
+    async fn apply(&mut self, config: &Config) -> Result<(), StartError> {
         let mut groups: Vec<(SocketAddr, ServerOptions, Vec<Arc<Proxy>>)> = Vec::new();
-        for addr in listen_addresses(&settings.routes) {
-            let configs: Vec<&Config> = settings
-                .routes
-                .iter()
-                .filter(|c| c.listen == addr)
-                .collect();
-            let options = ServerOptions::from_config(configs[0]);
+        for addr in config.listen_addresses() {
+            let mut options = None;
             let mut proxies = Vec::new();
-            for config in configs {
-                proxies.push((self.build)(config.clone()).await?);
+            for route in config.routes.iter().filter(|c| c.listen == addr) {
+                let built = (self.build)(route.clone()).await?;
+                // Routes on one listener agree on its settings (the configuration checks).
+                options.get_or_insert(built.server);
+                proxies.push(built.proxy);
             }
-            groups.push((addr, options, proxies));
+            groups.push((addr, options.unwrap_or_default(), proxies));
         }
         let mut fresh = HashMap::new();
         for (addr, _, _) in &groups {
             if !self.listeners.contains_key(addr) {
-                fresh.insert(*addr, server::bind(*addr).await?);
+                let listener = server::bind(*addr)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: *addr,
+                        source,
+                    })?;
+                fresh.insert(*addr, listener);
             }
         }
         let keep: Vec<SocketAddr> = groups.iter().map(|g| g.0).collect();
@@ -135,7 +144,9 @@ impl Listeners {
                     let Some(tcp) = fresh.remove(&addr) else {
                         continue;
                     };
-                    let bound = tcp.local_addr()?;
+                    let bound = tcp
+                        .local_addr()
+                        .map_err(|source| StartError::Listen { addr, source })?;
                     let shared = server::shared_state(state);
                     let (stop, stopped) = oneshot::channel::<()>();
                     let task = tokio::spawn(server::serve_shared(tcp, shared.clone(), async {

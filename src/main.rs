@@ -6,8 +6,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use sigv4_proxy::app::{self, Environment};
 use sigv4_proxy::cli::{CheckArgs, Cli, Command, HealthArgs, LogFormat, PolicyCommand};
-use sigv4_proxy::config_file::Settings;
+use sigv4_proxy::config::Config;
+use sigv4_proxy::error::StartError;
 use sigv4_proxy::logging::LogFlusher;
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
@@ -53,51 +55,51 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    let settings = match Settings::load(&argv) {
-        Ok(settings) => settings,
+    let config = match Config::load(&argv) {
+        Ok(config) => config,
         Err(err) => {
             eprintln!("sigv4-proxy: {err}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let _log_writer = init_tracing(settings.verbose, settings.log_format);
-    let settings = match sigv4_proxy::with_egress_proxy(settings) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("sigv4-proxy: {err}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+    let _log_writer = init_tracing(config.verbose, config.log_format);
     // The main runtime accepts connections and runs the admin listener, credential refreshes
     // and reloads; the connections themselves are served by the workers (`workers.rs`).
-    sigv4_proxy::workers::configure(settings.workers);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    sigv4_proxy::workers::configure(config.workers);
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("sigv4-proxy: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match runtime.block_on(sigv4_proxy::run(
+    let run = app::run(
         argv,
-        settings,
+        config,
+        Environment::from_process(),
         sigv4_proxy::signals::shutdown(),
-    )) {
+    );
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sigv4-proxy: {err:#}");
-            // A configuration only the AWS side could complete (the region) is still a
-            // configuration error.
-            if err.is::<sigv4_proxy::config::ConfigError>() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::FAILURE
+            eprintln!("sigv4-proxy: {err}");
+            match err {
+                // A configuration only the AWS side could complete (the region), or a file it
+                // names that cannot be loaded, is still a configuration error.
+                StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                StartError::Listen { .. } | StartError::Setup(_) => ExitCode::FAILURE,
             }
         }
     }
+}
+
+/// The one runtime a command runs on (a current-thread one: the proxy's connections are served
+/// by the workers).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("sigv4-proxy: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        })
 }
 
 /// `sigv4-proxy check`: the report goes to stdout; logs (warnings unless -v) to stderr.
@@ -107,15 +109,9 @@ fn check(args: &CheckArgs) -> ExitCode {
         args.proxy.log_format,
         "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error",
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("sigv4-proxy: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut stdout = std::io::stdout();
     if runtime.block_on(sigv4_proxy::check::run(args, &mut stdout)) {

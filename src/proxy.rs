@@ -19,15 +19,14 @@ use futures_util::StreamExt as _;
 
 use crate::auth::Authenticator;
 use crate::body::{BodyLimits, OutboundBody, Payload, RequestBody, SpooledBody};
-use crate::config::Config;
-use crate::credentials::{error_chain, key_id_tail, same_key, CredentialCache};
+use crate::credentials::{key_id_tail, same_key, CredentialCache};
 use crate::endpoint::Endpoint;
-use crate::error::ProxyError;
+use crate::error::{error_chain, find_source, ProxyError};
 use crate::headers::{prepare_request_headers, prepare_response_headers, ClientView};
 use crate::metrics::{Metrics, RequestMetrics, Retry, RouteMetrics};
 use crate::policy::{BodySource, Decision, Policy, RequestFacts};
 use crate::signing::{classify_rejection, wire_query, Clock, Rejection, SignInput, Signer};
-use crate::upstream::{build_client, ConnectError, UpstreamClient};
+use crate::upstream::{ConnectError, UpstreamClient};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the proxy sends.
@@ -61,6 +60,27 @@ pub struct Proxy {
     route_metrics: Arc<RouteMetrics>,
 }
 
+/// What a route's proxy is made of, built from its configuration by [`crate::app`].
+pub struct ProxyParts {
+    pub endpoint: Endpoint,
+    pub signer: Signer,
+    pub client: UpstreamClient,
+    pub credentials: CredentialCache,
+    pub limits: BodyLimits,
+    pub payload: Payload,
+    pub response_timeout: Duration,
+    /// Clients reach the listener over HTTPS (for redirects and cookies).
+    pub inbound_tls: bool,
+    pub listen: SocketAddr,
+    pub policy: Option<Arc<Policy>>,
+    pub auth: Option<Arc<Authenticator>>,
+    /// `""` or `/prefix`.
+    pub path_prefix: String,
+    pub request_timeout: Option<Duration>,
+    /// Shared with the admin listener and the credential provider.
+    pub metrics: Arc<Metrics>,
+}
+
 /// What the pipeline learned about a request, for its access-log line.
 #[derive(Default)]
 struct Notes {
@@ -71,57 +91,35 @@ struct Notes {
 }
 
 impl Proxy {
-    /// Builds the proxy for a validated configuration, credentials and the resolved region.
-    pub fn new(
-        config: &Config,
-        credentials: CredentialCache,
-        region: String,
-    ) -> Result<Proxy, ProxyError> {
-        Self::with_metrics(config, credentials, region, Arc::new(Metrics::new()))
-    }
-
-    /// Like [`Proxy::new`], recording into `metrics` (shared with the admin listener and the
-    /// credential provider).
-    pub fn with_metrics(
-        config: &Config,
-        credentials: CredentialCache,
-        region: String,
-        metrics: Arc<Metrics>,
-    ) -> Result<Proxy, ProxyError> {
-        let mut upstream = config.upstream.clone();
-        upstream.open_connections = Some(metrics.upstream_connections());
-        let client = build_client(&upstream)
-            .map_err(|e| ProxyError::Internal(format!("TLS client configuration: {e}")))?;
-        let route = format!("{}{}", config.endpoint.host, config.path_prefix);
-        let wire_host = match config.endpoint.port {
-            443 if config.endpoint.host.contains(':') => format!("[{}]", config.endpoint.host),
-            443 => config.endpoint.host.clone(),
-            _ => config.endpoint.authority(),
+    /// The proxy made of `parts` (see [`crate::app::proxy_for`]).
+    pub fn new(parts: ProxyParts) -> Proxy {
+        let endpoint = parts.endpoint;
+        let route = format!("{}{}", endpoint.host, parts.path_prefix);
+        let wire_host = match endpoint.port {
+            443 if endpoint.host.contains(':') => format!("[{}]", endpoint.host),
+            443 => endpoint.host.clone(),
+            _ => endpoint.authority(),
         };
-        Ok(Proxy {
-            authority: config.endpoint.authority(),
+        Proxy {
+            authority: endpoint.authority(),
             base_url: format!("https://{wire_host}"),
             wire_host,
-            endpoint: config.endpoint.clone(),
-            signer: Signer::new(config.service, region),
-            client,
-            credentials,
-            limits: config.body,
-            payload: config.payload,
-            response_timeout: config.response_timeout,
-            scheme: if config.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            },
-            listen: config.listen,
-            policy: config.policy.clone(),
-            auth: config.auth.clone(),
-            path_prefix: config.path_prefix.clone(),
-            request_timeout: config.request_timeout,
-            route_metrics: metrics.route(&route),
-            metrics,
-        })
+            endpoint,
+            signer: parts.signer,
+            client: parts.client,
+            credentials: parts.credentials,
+            limits: parts.limits,
+            payload: parts.payload,
+            response_timeout: parts.response_timeout,
+            scheme: if parts.inbound_tls { "https" } else { "http" },
+            listen: parts.listen,
+            policy: parts.policy,
+            auth: parts.auth,
+            path_prefix: parts.path_prefix,
+            request_timeout: parts.request_timeout,
+            route_metrics: parts.metrics.route(&route),
+            metrics: parts.metrics,
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -846,19 +844,6 @@ fn enforce(decision: Decision, notes: &mut Notes) -> Result<(), ProxyError> {
             )))
         }
     }
-}
-
-fn find_source<'a, T: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
 }
 
 struct Record {

@@ -42,19 +42,6 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
 }
 
-impl ServerOptions {
-    /// The listener settings a validated configuration asks for.
-    pub fn from_config(config: &crate::config::Config) -> ServerOptions {
-        ServerOptions {
-            tls: config.tls.clone(),
-            header_read_timeout: config.header_read_timeout,
-            max_header_size: config.max_header_size,
-            max_connections: config.max_connections,
-            drain_timeout: config.drain_timeout,
-        }
-    }
-}
-
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {

@@ -55,8 +55,8 @@ pub struct UpstreamOptions {
     /// load balancers, so the proxy closes first instead of racing a server-side close.
     pub idle_timeout: Duration,
     pub max_idle_per_host: usize,
-    /// `HTTPS_PROXY`/`NO_PROXY` as read at startup; `None` connects directly. Kept out of
-    /// [`crate::config::Config::from_args`] so the test process's own environment never leaks in.
+    /// `HTTPS_PROXY`/`NO_PROXY` as read at startup (`app::Environment`); `None` connects
+    /// directly. The tests' environment gives none, so the test process's own never leaks in.
     pub egress_proxy: Option<Arc<Matcher>>,
     /// How often the hosts of live connections are resolved again.
     pub dns_refresh: Duration,
@@ -357,7 +357,7 @@ impl tower::Service<Uri> for Connector {
                     let io = tunnel.oneshot(uri_for(&host, port)).await.map_err(|e| {
                         ConnectError::Tunnel(
                             format!("{proxy} to {label}"),
-                            crate::credentials::error_chain(&e),
+                            crate::error::error_chain(&e),
                         )
                     })?;
                     tracing::debug!(proxy = %proxy, target = %label, "tunnel through the egress proxy established");

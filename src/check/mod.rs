@@ -27,13 +27,13 @@ use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
+use crate::app::{self, Environment, Route};
 use crate::cli::CheckArgs;
-use crate::config::Config;
-use crate::credentials::{
-    error_chain, key_id_tail, load_sdk_config, provider_name, CredentialCache,
-};
+use crate::config::RouteConfig;
+use crate::credentials::{key_id_tail, load_sdk_config, provider_name, CredentialCache};
 use crate::endpoint::Service;
-use crate::metrics::Retry;
+use crate::error::error_chain;
+use crate::metrics::{Metrics, Retry};
 use crate::proxy::Proxy;
 use crate::upstream::root_store;
 use cert::{summarize, RecordingVerifier};
@@ -126,13 +126,16 @@ fn plural(n: usize) -> &'static str {
 
 async fn steps(args: &CheckArgs, report: &mut Report<'_>) {
     // --- endpoint ---
-    let config = match Config::from_args(&args.proxy) {
-        Ok(c) => c,
+    let route = match RouteConfig::from_args(&args.proxy)
+        .and_then(|config| app::build_route(&config, &Environment::from_process()))
+    {
+        Ok(route) => route,
         Err(err) => {
             report.fail("endpoint", &err.to_string());
             return;
         }
     };
+    let config = &route.config;
     let sdk = load_sdk_config(config.profile.as_deref(), config.region.as_deref()).await;
     let (region, region_source) = match (&args.proxy.region, &config.region, sdk.region()) {
         (Some(r), _, _) => (r.clone(), "--region"),
@@ -172,7 +175,7 @@ async fn steps(args: &CheckArgs, report: &mut Report<'_>) {
     };
 
     // --- DNS, TCP, TLS ---
-    let reachable = network_steps(&config, report).await;
+    let reachable = network_steps(&route, report).await;
 
     // --- one signed request, and the clock ---
     let Some(credentials) = credentials else {
@@ -188,7 +191,13 @@ async fn steps(args: &CheckArgs, report: &mut Report<'_>) {
         Service::Aoss => "/_cat/indices".into(),
     });
     let provider = SharedCredentialsProvider::new(credentials);
-    let proxy = match Proxy::new(&config, CredentialCache::new(provider), region.clone()) {
+    let metrics = Arc::new(Metrics::new());
+    let proxy = match app::proxy_for(
+        &route,
+        CredentialCache::new(provider),
+        region.clone(),
+        metrics,
+    ) {
         Ok(p) => p,
         Err(err) => {
             report.fail("request", &format!("cannot build the client: {err}"));
@@ -383,9 +392,10 @@ pub fn address_kind(ip: IpAddr) -> &'static str {
 }
 
 /// DNS, TCP and TLS; `true` when a TLS session could be opened.
-async fn network_steps(config: &Config, report: &mut Report<'_>) -> bool {
+async fn network_steps(route: &Route, report: &mut Report<'_>) -> bool {
+    let config = &route.config;
     let host = &config.endpoint.host;
-    let addrs: Vec<SocketAddr> = match &config.upstream.connect_to {
+    let addrs: Vec<SocketAddr> = match &config.connect_to {
         Some((to_host, to_port)) => {
             report.skip(
                 "DNS",
@@ -427,7 +437,7 @@ async fn network_steps(config: &Config, report: &mut Report<'_>) -> bool {
     };
 
     // --- TCP ---
-    let timeout = config.upstream.connect_timeout;
+    let timeout = route.upstream.connect_timeout;
     let mut errors = Vec::new();
     let mut connected = None;
     for addr in &addrs {
@@ -466,7 +476,7 @@ async fn network_steps(config: &Config, report: &mut Report<'_>) -> bool {
     );
 
     // --- TLS ---
-    tls_step(config, stream, report).await
+    tls_step(route, stream, report).await
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
@@ -487,10 +497,11 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
-async fn tls_step(config: &Config, stream: TcpStream, report: &mut Report<'_>) -> bool {
+async fn tls_step(route: &Route, stream: TcpStream, report: &mut Report<'_>) -> bool {
+    let config = &route.config;
     let host = &config.endpoint.host;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let built = root_store(&config.upstream)
+    let built = root_store(&route.upstream)
         .map_err(|e| e.to_string())
         .and_then(|roots| {
             rustls::client::WebPkiServerVerifier::builder_with_provider(

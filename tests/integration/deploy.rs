@@ -707,7 +707,7 @@ fn the_systemd_unit_is_hardened_and_its_command_line_loads_the_example_config() 
             }
         })
         .collect();
-    let settings = sigv4_proxy::config_file::Settings::load(&argv).unwrap();
+    let settings = sigv4_proxy::config::Config::load(&argv).unwrap();
     assert!(!settings.routes.is_empty());
     let stop = humantime::parse_duration(&format!("{}s", get("TimeoutStopSec")[0])).unwrap();
     for route in &settings.routes {

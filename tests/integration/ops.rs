@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use sigv4_proxy::config::Config;
-use sigv4_proxy::config_file::Settings;
+use sigv4_proxy::app::{self, App, Environment};
+use sigv4_proxy::config::{Config, PolicySource, RouteConfig};
 use sigv4_proxy::credentials::CredentialCache;
-use sigv4_proxy::listeners::{BuildProxy, Listeners};
-use sigv4_proxy::proxy::Proxy;
-use sigv4_proxy::server::{self, ServerOptions};
+use sigv4_proxy::metrics::Metrics;
+use sigv4_proxy::server;
 use sigv4_proxy::upstream::Resolver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -58,24 +57,22 @@ fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
-fn load(path: &std::path::Path) -> Settings {
-    let argv: Vec<OsString> = vec!["sigv4-proxy".into(), "--config".into(), path.into()];
-    Settings::load(&argv).expect("valid settings")
+fn config_argv(path: &std::path::Path) -> Vec<OsString> {
+    vec!["sigv4-proxy".into(), "--config".into(), path.into()]
 }
 
-/// Builds routes with the test credentials instead of the AWS default chain.
-fn build_with_test_creds() -> BuildProxy {
-    Arc::new(|config: Config| {
-        Box::pin(async move {
-            let region = config.region.clone().expect("region");
-            in_process_workers();
-            Ok(Arc::new(Proxy::new(
-                &config,
-                CredentialCache::new(provider(&creds())),
-                region,
-            )?))
-        })
-    })
+fn load(path: &std::path::Path) -> Config {
+    Config::load(&config_argv(path)).expect("valid configuration")
+}
+
+/// The proxy `sigv4-proxy --config PATH` runs, signing with the test credentials instead of
+/// the AWS default chain.
+async fn start(path: &std::path::Path) -> App {
+    in_process_workers();
+    let env = Environment::with_provider(provider(&creds()));
+    App::start(config_argv(path), load(path), env)
+        .await
+        .expect("proxy started")
 }
 
 #[test]
@@ -89,11 +86,8 @@ fn the_example_config_loads() {
         .map(|r| r.path_prefix.as_str())
         .collect();
     assert_eq!(prefixes, ["", "/metrics", "/traces"]);
-    assert_eq!(
-        sigv4_proxy::config_file::listen_addresses(&settings.routes).len(),
-        2
-    );
-    assert!(settings.routes[1].policy.is_some(), "read-only");
+    assert_eq!(settings.listen_addresses().len(), 2);
+    assert_eq!(settings.routes[1].policy, PolicySource::ReadOnly);
     assert_eq!(settings.routes[1].response_timeout, Duration::from_secs(60));
     assert_eq!(settings.routes[0].max_connections, 4096);
 }
@@ -126,10 +120,8 @@ async fn two_routes_on_two_listeners_reach_two_upstreams() {
         route(&b, "127.0.0.2:0", "")
     );
     let (_dir, path) = write_config(&text);
-    let listeners = Listeners::start(&load(&path), build_with_test_creds())
-        .await
-        .unwrap();
-    let bound = listeners.bound();
+    let app = start(&path).await;
+    let bound = app.bound();
     let addr_a = bound[&"127.0.0.1:0".parse::<SocketAddr>().unwrap()];
     let addr_b = bound[&"127.0.0.2:0".parse::<SocketAddr>().unwrap()];
     assert_eq!(get(addr_a, "/_cat/indices").await.status, 200);
@@ -138,7 +130,7 @@ async fn two_routes_on_two_listeners_reach_two_upstreams() {
     assert_eq!((a.request_count(), b.request_count()), (1, 2));
     assert!(a.last_request().unwrap().verified());
     assert!(b.last_request().unwrap().verified());
-    listeners.shutdown().await;
+    app.shutdown().await;
 }
 
 #[tokio::test]
@@ -159,10 +151,8 @@ async fn path_prefix_routes_share_a_listener_and_get_their_prefix_back_in_redire
         route(&b, "127.0.0.1:0", "path-prefix = \"/metrics\"")
     );
     let (_dir, path) = write_config(&text);
-    let listeners = Listeners::start(&load(&path), build_with_test_creds())
-        .await
-        .unwrap();
-    let addr = *listeners.bound().values().next().unwrap();
+    let app = start(&path).await;
+    let addr = *app.bound().values().next().unwrap();
 
     let resp = get(addr, "/logs/_cat/indices?v").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -190,17 +180,15 @@ async fn path_prefix_routes_share_a_listener_and_get_their_prefix_back_in_redire
         assert_eq!(resp.json()["error"]["type"], "no_route_exception");
     }
     assert_eq!((a.request_count(), b.request_count()), (2, 1));
-    listeners.shutdown().await;
+    app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_changes_nothing() {
     let (a, b) = (upstream().await, upstream().await);
     let (_dir, path) = write_config(&route(&a, "127.0.0.1:0", ""));
-    let mut listeners = Listeners::start(&load(&path), build_with_test_creds())
-        .await
-        .unwrap();
-    let addr = *listeners.bound().values().next().unwrap();
+    let mut app = start(&path).await;
+    let addr = *app.bound().values().next().unwrap();
     // A keep-alive connection opened before the reload.
     let mut sender = connection(addr).await;
     let mut ask = async |path: &str| {
@@ -223,7 +211,7 @@ async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_change
     };
     assert_eq!(ask("/x").await, 200);
     std::fs::write(&path, route(&b, "127.0.0.1:0", "")).unwrap();
-    listeners.reload(&load(&path)).await.unwrap();
+    app.reload().await.unwrap();
     assert_eq!(ask("/y").await, 200, "same connection, new route");
     assert_eq!((a.request_count(), b.request_count()), (1, 1));
 
@@ -235,11 +223,11 @@ async fn a_reload_swaps_routes_without_dropping_connections_and_a_bad_one_change
         route(&a, &taken.local_addr().unwrap().to_string(), "")
     );
     std::fs::write(&path, text).unwrap();
-    let err = listeners.reload(&load(&path)).await.unwrap_err();
+    let err = app.reload().await.unwrap_err();
     assert!(format!("{err:#}").contains("cannot listen"), "{err:#}");
     assert_eq!(ask("/z").await, 200);
     assert_eq!((a.request_count(), b.request_count()), (1, 2));
-    listeners.shutdown().await;
+    app.shutdown().await;
 }
 
 /// Sends SIGHUP to the process and waits (bounded) for `marker` to appear in its log.
@@ -623,26 +611,23 @@ async fn dns_changes_retire_pooled_connections_to_vanished_addresses() {
         "127.0.0.1:0".into(),
     ];
     let cli = sigv4_proxy::cli::Cli::try_parse_from(&argv).unwrap();
-    let mut config = Config::from_args(&cli.proxy).unwrap();
+    let config = RouteConfig::from_args(&cli.proxy).unwrap();
+    let env = Environment::with_provider(provider(&creds()));
+    let mut route = app::build_route(&config, &env).unwrap();
     let current = answer.clone();
-    config.upstream.resolver = Resolver::from_fn(move |_, _| Ok(vec![*current.lock().unwrap()]));
-    config.upstream.dns_refresh = Duration::from_millis(200);
+    route.upstream.resolver = Resolver::from_fn(move |_, _| Ok(vec![*current.lock().unwrap()]));
+    route.upstream.dns_refresh = Duration::from_millis(200);
     in_process_workers();
-    let proxy = Arc::new(
-        Proxy::new(
-            &config,
-            CredentialCache::new(provider(&creds())),
-            "us-east-1".into(),
-        )
-        .unwrap(),
-    );
+    let credentials = CredentialCache::new(provider(&creds()));
+    let metrics = Arc::new(Metrics::new());
+    let proxy = app::proxy_for(&route, credentials, "us-east-1".into(), metrics).unwrap();
     let listener = server::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(
         listener,
-        proxy,
-        ServerOptions::from_config(&config),
+        Arc::new(proxy),
+        route.server_options(),
         async {
             let _ = stopped.await;
         },

@@ -1,8 +1,9 @@
-//! Runs the proxy for a test: in-process (the library's `server::serve`, with explicit
+//! Runs the proxy for a test: in-process (`app::App`, as the binary starts it, with explicit
 //! credentials) or as the real binary (`CARGO_BIN_EXE_sigv4-proxy`) with its own environment.
 //! Both listen on `127.0.0.1:0` and forward to a [`TestUpstream`] through `--connect-to`, so the
 //! endpoint keeps its AWS-looking host name for SNI, the certificate, `Host` and the signature.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -10,11 +11,9 @@ use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use clap::Parser;
+use sigv4_proxy::app::{App, Environment};
 use sigv4_proxy::config::Config;
-use sigv4_proxy::credentials::CredentialCache;
 use sigv4_proxy::proxy::Proxy;
-use sigv4_proxy::server::{self, ServerOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
@@ -82,20 +81,21 @@ impl TestProxy {
             }
         }
         argv.extend(extra.iter().map(|s| s.to_string()));
-        let cli = sigv4_proxy::cli::Cli::try_parse_from(&argv).expect("valid test arguments");
-        let config = Config::from_args(&cli.proxy).expect("valid test configuration");
-        let region = config.region.clone().expect("region");
+        // The harness waits at most 10 s for a stop; a test that leaves a request hanging should
+        // not hold it for the default 30 s.
+        if !extra.contains(&"--drain-timeout") {
+            argv.extend(["--drain-timeout".into(), "5s".into()]);
+        }
         in_process_workers();
-        let proxy =
-            Arc::new(Proxy::new(&config, CredentialCache::new(provider), region).expect("proxy"));
-        let listener = server::bind(config.listen).await.expect("bind");
-        let addr = listener.local_addr().unwrap();
+        let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+        let config = Config::load(&argv).expect("valid test configuration");
+        let app = App::start(argv, config, Environment::with_provider(provider))
+            .await
+            .expect("proxy started");
+        let addr = *app.bound().values().next().expect("one listener");
+        let proxy = app.routes().first().expect("one route").clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServerOptions {
-            drain_timeout: Duration::from_secs(5),
-            ..ServerOptions::from_config(&config)
-        };
-        let task = tokio::spawn(server::serve(listener, proxy.clone(), options, async {
+        let task = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
         TestProxy {
